@@ -19,13 +19,23 @@
 typedef enum { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR } tg_log_level;
 typedef enum { TG_LOG_FORMAT_JSON, TG_LOG_FORMAT_TEXT } tg_log_format;
 
-typedef enum { TG_PROTO_TCP, TG_PROTO_POSTGRES, TG_PROTO_REDIS, TG_PROTO_MONGODB, TG_PROTO_BOLT } tg_protocol;
+typedef enum {
+    TG_PROTO_TCP,
+    TG_PROTO_POSTGRES,
+    TG_PROTO_REDIS,
+    TG_PROTO_MONGODB,
+    TG_PROTO_BOLT
+} tg_protocol;
 
 /* Client-facing TLS: how a listener treats clients. */
 typedef enum { TG_TLS_DISABLE, TG_TLS_ALLOW, TG_TLS_REQUIRE } tg_tls_mode;
 
 /* Backend-facing TLS. */
-typedef enum { TG_BACKEND_TLS_DISABLE, TG_BACKEND_TLS_REQUIRE, TG_BACKEND_TLS_VERIFY_FULL } tg_backend_tls_mode;
+typedef enum {
+    TG_BACKEND_TLS_DISABLE,
+    TG_BACKEND_TLS_REQUIRE,
+    TG_BACKEND_TLS_VERIFY_FULL
+} tg_backend_tls_mode;
 
 /* Bits of tg_jwt_config.algorithms. "none" has no bit: it is never accepted. */
 enum {
@@ -42,22 +52,22 @@ enum {
 
 /* A secret read from a *_file key: bytes (NUL-terminated for convenience) and length. */
 typedef struct tg_secret {
-    char *path;  /* the file it came from; NULL when not configured */
-    char *data;  /* contents, one trailing newline dropped; NULL when not configured */
+    char *path; /* the file it came from; NULL when not configured */
+    char *data; /* contents, one trailing newline dropped; NULL when not configured */
     size_t len;
 } tg_secret;
 
 typedef struct tg_jwt_config {
-    uint32_t algorithms;       /* TG_JWT_ALG_* bits; default RS256|ES256|HS256 */
-    tg_secret hs256_secret;    /* hs256_secret_file */
-    tg_secret public_key;      /* public_key_file (PEM, RSA or EC) */
-    tg_secret jwks;            /* jwks_file (JSON Web Key Set) */
-    char *issuer;              /* checked when non-NULL */
-    char *audience;            /* checked when non-NULL */
-    char *tenant_claim;        /* default "tenant_id" */
-    uint32_t leeway_s;         /* default 30 */
-    uint32_t cache_size;       /* verified-token cache entries per worker; default 4096, 0 = off */
-    uint32_t max_token_bytes;  /* default 8192 */
+    uint32_t algorithms;      /* TG_JWT_ALG_* bits; default RS256|ES256|HS256 */
+    tg_secret hs256_secret;   /* hs256_secret_file */
+    tg_secret public_key;     /* public_key_file (PEM, RSA or EC) */
+    tg_secret jwks;           /* jwks_file (JSON Web Key Set) */
+    char *issuer;             /* checked when non-NULL */
+    char *audience;           /* checked when non-NULL */
+    char *tenant_claim;       /* default "tenant_id" */
+    uint32_t leeway_s;        /* default 30 */
+    uint32_t cache_size;      /* verified-token cache entries per worker; default 4096, 0 = off */
+    uint32_t max_token_bytes; /* default 8192 */
 } tg_jwt_config;
 
 typedef struct tg_sni_config {
@@ -72,25 +82,25 @@ typedef struct tg_client_tls_config {
 } tg_client_tls_config;
 
 typedef struct tg_backend_config {
-    char *address;             /* "host:port", required */
-    char *user;                /* optional */
-    tg_secret password;        /* password_file, optional */
-    char *auth_db;             /* mongodb only; default "admin" */
-    tg_backend_tls_mode tls;   /* `tls: disable|require|verify-full`; default disable */
-    char *ca_file;             /* for verify-full (also used by require when set) */
-    char *server_name;         /* SNI / name to verify; default: host part of address */
+    char *address;           /* "host:port", required */
+    char *user;              /* optional */
+    tg_secret password;      /* password_file, optional */
+    char *auth_db;           /* mongodb only; default "admin" */
+    tg_backend_tls_mode tls; /* `tls: disable|require|verify-full`; default disable */
+    char *ca_file;           /* for verify-full (also used by require when set) */
+    char *server_name;       /* SNI / name to verify; default: host part of address */
 } tg_backend_config;
 
 typedef struct tg_postgres_config {
-    char *tenant_setting;      /* default "app.tenant_id" */
-    bool allow_ddl;            /* default false */
-    char **databases;          /* allow-list, NULL-terminated; NULL = any */
+    char *tenant_setting; /* default "app.tenant_id" */
+    bool allow_ddl;       /* default false */
+    char **databases;     /* allow-list, NULL-terminated; NULL = any */
     size_t n_databases;
 } tg_postgres_config;
 
 typedef struct tg_redis_config {
-    char *key_prefix;          /* default "t:{tenant}:" */
-    bool allow_scripts;        /* default false */
+    char *key_prefix;   /* default "t:{tenant}:" */
+    bool allow_scripts; /* default false */
 } tg_redis_config;
 
 typedef enum { TG_MONGO_ISOLATION_FIELD, TG_MONGO_ISOLATION_DATABASE } tg_mongo_isolation;
@@ -121,14 +131,15 @@ typedef struct tg_timeouts_config {
 } tg_timeouts_config;
 
 typedef struct tg_listener_config {
-    char *name;                /* required, unique */
-    tg_protocol protocol;      /* required */
-    char *listen;              /* "host:port", required */
+    char *name;           /* required, unique */
+    tg_protocol protocol; /* required */
+    char *listen;         /* "host:port", required */
     tg_client_tls_config tls;
     tg_backend_config backend;
     bool unsafe_passthrough;   /* required true for protocol tcp */
     uint32_t max_connections;  /* across all workers; default 10000 */
-    uint32_t high_water_bytes; /* pending writes toward a side before its peer is paused; default 262144 */
+    uint32_t high_water_bytes; /* pending writes toward a side before its peer is paused; default
+                                  262144 */
     tg_timeouts_config timeouts;
     /* Exactly the section of this listener's protocol is meaningful; the
      * others hold defaults. A section for another protocol is an error. */
@@ -139,12 +150,12 @@ typedef struct tg_listener_config {
 } tg_listener_config;
 
 typedef struct tg_config {
-    char *path;                /* the file it was loaded from */
-    uint32_t workers;          /* default: CPU count */
-    uint32_t drain_timeout_s;  /* SIGTERM drain deadline; default 30 */
-    char *admin_listen;        /* admin.listen; NULL: no admin server */
-    tg_log_level log_level;    /* default info */
-    tg_log_format log_format;  /* default json */
+    char *path;               /* the file it was loaded from */
+    uint32_t workers;         /* default: CPU count */
+    uint32_t drain_timeout_s; /* SIGTERM drain deadline; default 30 */
+    char *admin_listen;       /* admin.listen; NULL: no admin server */
+    tg_log_level log_level;   /* default info */
+    tg_log_format log_format; /* default json */
     tg_jwt_config jwt;
     tg_sni_config sni;
     tg_listener_config *listeners;
@@ -160,12 +171,12 @@ typedef struct tg_config {
  * into err (errlen bytes, always NUL-terminated); *out is untouched.
  */
 __attribute__((warn_unused_result)) int tg_config_parse(const char *yaml, size_t len,
-                                                       const char *name, tg_config **out,
-                                                       char *err, size_t errlen);
+                                                        const char *name, tg_config **out,
+                                                        char *err, size_t errlen);
 
 /* Reads the file at path and parses it as tg_config_parse does. */
-__attribute__((warn_unused_result)) int tg_config_load(const char *path, tg_config **out,
-                                                      char *err, size_t errlen);
+__attribute__((warn_unused_result)) int tg_config_load(const char *path, tg_config **out, char *err,
+                                                       size_t errlen);
 
 /* Frees a config and every string it owns (secrets are zeroed first). NULL is fine. */
 void tg_config_free(tg_config *cfg);
@@ -181,6 +192,6 @@ const char *tg_protocol_name(tg_protocol p);
  * Returns 0 or TG_EINVAL. host must have room for hostlen bytes.
  */
 __attribute__((warn_unused_result)) int tg_config_split_address(const char *address, char *host,
-                                                               size_t hostlen, uint16_t *port);
+                                                                size_t hostlen, uint16_t *port);
 
 #endif
