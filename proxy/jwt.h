@@ -22,7 +22,8 @@
 
 #include "proxy/config.h"
 
-/* X(name, description): why a token was refused. Used in FATAL messages, logs and metrics labels. */
+/* X(name, description): why a token was refused. Used in FATAL messages, logs and metrics labels.
+ */
 #define TG_JWT_RESULT_MAP(X)                                                                       \
     X(OK, "ok")                                                                                    \
     X(MALFORMED, "malformed token")                                                                \
@@ -66,9 +67,9 @@ typedef struct tg_jwt_cache tg_jwt_cache;
  * The verifier copies what it needs; cfg may be freed afterwards.
  */
 __attribute__((warn_unused_result)) int tg_jwt_verifier_new(const tg_jwt_config *cfg,
-                                                           const tg_sni_config *sni,
-                                                           tg_jwt_verifier **out, char *err,
-                                                           size_t errlen);
+                                                            const tg_sni_config *sni,
+                                                            tg_jwt_verifier **out, char *err,
+                                                            size_t errlen);
 void tg_jwt_verifier_free(tg_jwt_verifier *v);
 
 /*
@@ -90,6 +91,12 @@ const char *tg_jwt_result_label(tg_jwt_result r);
 tg_jwt_cache *tg_jwt_cache_new(uint32_t capacity);
 void tg_jwt_cache_free(tg_jwt_cache *c);
 
+/* The verifier's process-unique generation id (cache entries of other generations never hit). */
+uint64_t tg_jwt_verifier_generation(const tg_jwt_verifier *v);
+
+/* Hit and miss counts of a cache since it was created (both 0 for a NULL cache). */
+void tg_jwt_cache_stats(const tg_jwt_cache *c, uint64_t *hits, uint64_t *misses);
+
 /* True when tenant matches ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$. */
 int tg_tenant_valid(const char *tenant, size_t len);
 
@@ -98,9 +105,9 @@ int tg_tenant_valid(const char *tenant, size_t len);
  * plus extra "k=v" string claims. Returns 0 and a malloc'd token in *out, or a TG_E* code.
  */
 __attribute__((warn_unused_result)) int tg_jwt_mint_hs256(const char *secret, size_t secret_len,
-                                                         const char *tenant_claim,
-                                                         const char *tenant, int64_t now,
-                                                         int64_t ttl_s, const char *const *extra,
-                                                         size_t n_extra, char **out);
+                                                          const char *tenant_claim,
+                                                          const char *tenant, int64_t now,
+                                                          int64_t ttl_s, const char *const *extra,
+                                                          size_t n_extra, char **out);
 
 #endif
