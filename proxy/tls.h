@@ -26,14 +26,14 @@ typedef struct tg_tls tg_tls;         /* one connection's TLS state */
 
 /* Server context from PEM cert (chain) and key files. Returns 0 or TG_ETLS with err. */
 __attribute__((warn_unused_result)) int tg_tls_ctx_new_server(const char *cert_file,
-                                                             const char *key_file,
-                                                             tg_tls_ctx **out, char *err,
-                                                             size_t errlen);
+                                                              const char *key_file,
+                                                              tg_tls_ctx **out, char *err,
+                                                              size_t errlen);
 
 /* Client context for backends: mode require or verify-full (ca_file required for verify-full). */
 __attribute__((warn_unused_result)) int tg_tls_ctx_new_client(tg_backend_tls_mode mode,
-                                                             const char *ca_file, tg_tls_ctx **out,
-                                                             char *err, size_t errlen);
+                                                              const char *ca_file, tg_tls_ctx **out,
+                                                              char *err, size_t errlen);
 
 /* Drops this reference; connections created from it keep the context alive. NULL is fine. */
 void tg_tls_ctx_free(tg_tls_ctx *ctx);
