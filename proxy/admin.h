@@ -32,11 +32,15 @@ typedef struct tg_admin tg_admin;
  * negative TG_E* code with a message in err.
  */
 __attribute__((warn_unused_result)) int tg_admin_start(uv_loop_t *loop, const char *listen,
-                                                      tg_metrics *metrics, tg_admin_ready_fn ready,
-                                                      void *ud, tg_admin **out, char *err,
-                                                      size_t errlen);
+                                                       tg_metrics *metrics, tg_admin_ready_fn ready,
+                                                       void *ud, tg_admin **out, char *err,
+                                                       size_t errlen);
 
-/* Stops listening and closes open admin connections; frees the server once its handles are closed. */
+/* The port the server is bound to (useful after binding port 0). */
+int tg_admin_port(const tg_admin *a);
+
+/* Stops listening and closes open admin connections; frees the server once its handles are closed.
+ */
 void tg_admin_stop(tg_admin *a);
 
 #endif

@@ -43,17 +43,26 @@ int tg_log_level_parse(const char *s, tg_log_level *out)
     return TG_EINVAL;
 }
 
-/* A bounded line under construction; overflowing text is cut, never overrun. */
+/*
+ * A bounded line under construction. Text that does not fit is dropped whole
+ * (never half an escape), and room is kept for the closing "}\n", so a long
+ * JSON line is cut but stays valid JSON.
+ */
 typedef struct line {
     char buf[TG_LOG_LINE_MAX];
     size_t len;
+    size_t good; /* length after the last complete field */
+    bool full;
 } line;
+
+#define TG_LOG_TAIL_ROOM 2 /* "}" and "\n" */
 
 static void put(line *l, const char *s, size_t n)
 {
-    size_t room = sizeof(l->buf) - 1 - l->len; /* keep one byte for '\n' */
-    if (n > room)
-        n = room;
+    if (l->full || n > sizeof(l->buf) - TG_LOG_TAIL_ROOM - l->len) {
+        l->full = true;
+        return;
+    }
     memcpy(l->buf + l->len, s, n);
     l->len += n;
 }
@@ -81,7 +90,8 @@ static void put_json_escaped(line *l, const char *s)
     }
 }
 
-/* Appends s for the text format: control bytes and spaces are replaced so a field stays one token. */
+/* Appends s for the text format: control bytes and spaces are replaced so a field stays one token.
+ */
 static void put_text_safe(line *l, const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -109,6 +119,8 @@ void tg_log(tg_log_level level, const char *msg, ...)
     bool json = atomic_load_explicit(&g_format, memory_order_relaxed) == TG_LOG_FORMAT_JSON;
     line l;
     l.len = 0;
+    l.good = 0;
+    l.full = false;
     char num[32];
 
     if (json) {
@@ -116,9 +128,13 @@ void tg_log(tg_log_level level, const char *msg, ...)
         put_timestamp(&l);
         puts_(&l, "\",\"level\":\"");
         puts_(&l, level_names[level]);
-        puts_(&l, "\",\"msg\":\"");
+        puts_(&l, "\"");
+        l.good = l.len;
+        puts_(&l, ",\"msg\":\"");
         put_json_escaped(&l, msg);
         puts_(&l, "\"");
+        if (!l.full)
+            l.good = l.len;
     } else {
         put_timestamp(&l);
         puts_(&l, " ");
@@ -169,11 +185,17 @@ void tg_log(tg_log_level level, const char *msg, ...)
         case TG_LF_END:
             break;
         }
+        if (!l.full)
+            l.good = l.len;
     }
     va_end(ap);
 
-    if (json)
-        puts_(&l, "}");
+    if (json) {
+        /* A cut line may end inside a value: drop back to the last complete field. */
+        if (l.full)
+            l.len = l.good;
+        l.buf[l.len++] = '}';
+    }
     l.buf[l.len++] = '\n';
     ssize_t w = write(STDERR_FILENO, l.buf, l.len);
     (void)w; /* nowhere left to report a failing stderr */

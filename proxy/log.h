@@ -3,8 +3,9 @@
  *
  *   tg_log(TG_LOG_INFO, "listener started", TG_FS("listener", name), TG_FI("port", port), TG_FEND);
  *
- * json:  {"ts":"2026-11-26T10:00:00.123Z","level":"info","msg":"listener started","listener":"pg","port":6432}
- * text:  2026-11-26T10:00:00.123Z INFO listener started listener=pg port=6432
+ * json:  {"ts":"2026-11-26T10:00:00.123Z","level":"info","msg":"listener
+ * started","listener":"pg","port":6432} text:  2026-11-26T10:00:00.123Z INFO listener started
+ * listener=pg port=6432
  *
  * Each line is built in a bounded stack buffer and written with one write(2)
  * so lines from several worker threads never interleave. Callers must never

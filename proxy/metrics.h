@@ -39,8 +39,10 @@ typedef enum {
 
 /* Upper bounds of histogram buckets, in microseconds (+Inf is implicit). */
 #define TG_HIST_BOUNDS_US                                                                          \
-    {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,          \
-     2500000, 5000000, 10000000}
+    {                                                                                              \
+        100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,     \
+            2500000, 5000000, 10000000                                                             \
+    }
 #define TG_HIST_BUCKETS 16
 
 typedef struct tg_histogram {
@@ -97,7 +99,7 @@ void tg_histogram_observe(tg_histogram *h, uint64_t usec);
 /*
  * Renders every metric (listener shards summed, plus process metrics: CPU
  * seconds, resident memory, open fds, start time) as Prometheus text.
- * Returns 0 and a malloc'd buffer in *out/*len, or TG_ENOMEM.
+ * Returns 0 and a malloc'd buffer in *out and *len, or TG_ENOMEM.
  */
 __attribute__((warn_unused_result)) int tg_metrics_render(tg_metrics *m, char **out, size_t *len);
 
