@@ -1,0 +1,56 @@
+/*
+ * How a protocol plugs into the connection pair.
+ *
+ *   client socket --plaintext--> ops->on_data(from=CLIENT) --tg_conn_forward/send--> backend
+ *   backend socket --plaintext--> ops->on_data(from=BACKEND) --tg_conn_forward/send--> client
+ *
+ * A protocol is a table of callbacks plus the size of its per-connection
+ * session state, which the pair allocates with the connection. Callbacks run
+ * on the connection's worker thread; whatever they send is written once the
+ * callback returns (one vectored write per side). A callback returning a
+ * negative TG_E* code aborts the connection.
+ */
+#ifndef TG_PROXY_PROTOCOL_H
+#define TG_PROXY_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct tg_conn tg_conn;
+
+typedef enum { TG_SIDE_CLIENT = 0, TG_SIDE_BACKEND = 1 } tg_side_id;
+
+/* The other side of a pair. */
+static inline tg_side_id tg_side_other(tg_side_id s)
+{
+    return s == TG_SIDE_CLIENT ? TG_SIDE_BACKEND : TG_SIDE_CLIENT;
+}
+
+typedef struct tg_protocol_ops {
+    const char *name;
+    size_t session_size; /* bytes of zeroed session state allocated with each connection */
+    /* True when the protocol negotiates client TLS itself (PostgreSQL's SSLRequest, via
+     * tg_conn_start_client_tls); otherwise the pair does a direct TLS handshake per tls.mode. */
+    bool own_tls_upgrade;
+
+    /* A client was accepted (and, with direct TLS, its handshake is not done yet). */
+    int (*on_open)(tg_conn *c, void *session);
+    /* The backend connection asked for with tg_conn_connect_backend is up (TLS included). */
+    int (*on_backend_ready)(tg_conn *c, void *session);
+    /*
+     * Plaintext from side `from`. data is valid during the call and may be
+     * forwarded without copying with tg_conn_forward. Returns the bytes
+     * consumed (0..len; unconsumed bytes come again, followed by new ones)
+     * or a negative TG_E* code to abort. Called again while it consumes.
+     */
+    ssize_t (*on_data)(tg_conn *c, void *session, tg_side_id from, const uint8_t *data, size_t len);
+    /* Side `from` ended its stream. Returns 0 to go on, or < 0 to abort.
+     * NULL: the pair finishes the connection (flush, then close). */
+    int (*on_eof)(tg_conn *c, void *session, tg_side_id from);
+    /* The connection is closing; release what the session owns. May be NULL. */
+    void (*on_close)(tg_conn *c, void *session);
+} tg_protocol_ops;
+
+#endif
