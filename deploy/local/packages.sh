@@ -1,0 +1,43 @@
+# Sourced by tests/run.sh, deploy/local/up.sh and bench/run.sh: installs the
+# Debian packages tenantgate needs when they are missing.
+#
+#   tg_require_packages pkg...   installs the missing ones as root (apt-get),
+#                                or says what to install and fails otherwise.
+
+# Build and unit-test dependencies.
+TG_BUILD_PACKAGES="cmake make gcc pkg-config clang-format libuv1-dev libssl-dev libjwt-dev
+  libjansson-dev libyaml-dev libxxhash-dev libcmocka-dev"
+# Integration tests: real clients and the Python test runner (Debian's /usr/bin/python3).
+TG_TEST_PACKAGES="python3 python3-pytest python3-jwt openssl procps"
+# Fuzzing: clang with libFuzzer and the sanitizer runtimes.
+TG_FUZZ_PACKAGES="clang libclang-rt-14-dev"
+# Local demo and benchmarks: real servers and peers.
+TG_SERVER_PACKAGES="postgresql postgresql-client redis-server redis-tools haproxy pgbouncer"
+
+tg_missing_packages() {
+    local missing=""
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing="$missing $p"
+    done
+    echo "$missing"
+}
+
+tg_require_packages() {
+    local missing
+    missing=$(tg_missing_packages "$@")
+    [ -z "$missing" ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "tenantgate: missing Debian packages:$missing" >&2
+        echo "install them with: sudo apt-get install -y$missing" >&2
+        return 1
+    fi
+    echo "tenantgate: installing$missing" >&2
+    # The package lists may be absent on a fresh machine: update once, then install.
+    if [ ! -e /var/lib/apt/periodic/tenantgate-updated ]; then
+        apt-get update -qq >&2 && mkdir -p /var/lib/apt/periodic &&
+            touch /var/lib/apt/periodic/tenantgate-updated
+    fi
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+}
