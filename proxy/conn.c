@@ -116,17 +116,32 @@ static uint32_t high_water(const tg_conn *c)
 
 /* ---- accounting and flow control ---------------------------------------- */
 
-/* Pauses both reads when either side is congested; resumes when both have drained. */
+/*
+ * Backpressure per direction. Reading a side feeds the queue toward the other side;
+ * reading the client may also queue local replies toward the client itself. So the
+ * client stops reading while either queue is above high water, the backend only while
+ * the queue toward the client is; each resumes once the queues it feeds are at or below
+ * a quarter of it. (Pausing both reads when either queue is full deadlocks with a
+ * backend that finishes writing before it reads again, as database servers do: the
+ * proxy would stop draining the very backend whose reading it waits for.)
+ */
 static void update_flow(tg_conn *c)
 {
     if (c->closing)
         return;
     size_t hw = high_water(c), lw = hw / 4;
-    size_t a = c->side[0].out_pending, b = c->side[1].out_pending;
-    bool congested = a > hw || b > hw;
-    bool relieved = a <= lw && b <= lw;
+    size_t to_client = c->side[TG_SIDE_CLIENT].out_pending;
+    size_t to_backend = c->side[TG_SIDE_BACKEND].out_pending;
     for (int i = 0; i < 2; i++) {
         tg_side *s = &c->side[i];
+        bool congested, relieved;
+        if (i == TG_SIDE_CLIENT) {
+            congested = to_client > hw || to_backend > hw;
+            relieved = to_client <= lw && to_backend <= lw;
+        } else {
+            congested = to_client > hw;
+            relieved = to_client <= lw;
+        }
         if (congested && s->reading) {
             uv_read_stop((uv_stream_t *)&s->tcp);
             s->reading = false;
@@ -847,12 +862,24 @@ static uint64_t min_deadline(uint64_t a, uint64_t b)
     return a == 0 ? b : (b == 0 || a < b) ? a : b;
 }
 
+/*
+ * The handshake deadline applies until the session is established and, on a TLS
+ * client side, until the client's TLS handshake is complete: a session (tcp) may be
+ * established as soon as the backend answers, and a client that never finishes its
+ * handshake must not hold the connection (and its backend connection) forever.
+ */
+static bool handshaking(const tg_conn *c)
+{
+    const tg_tls *tls = c->side[TG_SIDE_CLIENT].tls;
+    return !c->established || (tls && !tg_tls_handshake_done(tls));
+}
+
 /* The earliest deadline that applies now (0 = none). */
 static uint64_t next_deadline(const tg_conn *c)
 {
     const tg_timeouts_config *t = &c->lrt->cfg->timeouts;
     uint64_t d = 0;
-    if (!c->established && t->handshake_ms)
+    if (handshaking(c) && t->handshake_ms)
         d = min_deadline(d, c->accepted_at + t->handshake_ms);
     if (c->connecting && t->connect_ms)
         d = min_deadline(d, c->connect_started_at + t->connect_ms);
@@ -869,7 +896,7 @@ static void on_timer(uv_timer_t *timer)
     uint64_t now = uv_now(timer->loop);
     const tg_timeouts_config *t = &c->lrt->cfg->timeouts;
     const char *why = NULL;
-    if (!c->established && t->handshake_ms && now >= c->accepted_at + t->handshake_ms)
+    if (handshaking(c) && t->handshake_ms && now >= c->accepted_at + t->handshake_ms)
         why = "handshake timeout";
     else if (c->connecting && t->connect_ms && now >= c->connect_started_at + t->connect_ms)
         why = "backend connect timeout";

@@ -9,10 +9,11 @@
  * Reads land in reference-counted chunks; the session forwards slices of them
  * (tg_conn_forward: no copy) or sends bytes of its own (tg_conn_send: copied).
  * What a callback stages is written with one vectored write per side when the
- * callback returns. Backpressure: when either side has more than the
- * listener's high_water_bytes queued, both sides stop reading until both are
- * below a quarter of it, so memory per connection stays bounded whatever the
- * peers do. TLS (either side) sits between the socket and the session.
+ * callback returns. Backpressure per direction: the backend stops being read
+ * while more than the listener's high_water_bytes wait toward the client; the
+ * client stops being read while either queue is over it (its reads may queue
+ * local replies toward itself); each resumes below a quarter of it. Memory per
+ * connection stays bounded whatever the peers do. TLS (either side) sits between the socket and the session.
  *
  * Lifecycle: accepted -> (client TLS) -> session on_open -> (backend connect,
  * backend TLS) -> established -> finish/abort -> handles closed -> freed in the
