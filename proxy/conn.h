@@ -13,7 +13,8 @@
  * while more than the listener's high_water_bytes wait toward the client; the
  * client stops being read while either queue is over it (its reads may queue
  * local replies toward itself); each resumes below a quarter of it. Memory per
- * connection stays bounded whatever the peers do. TLS (either side) sits between the socket and the session.
+ * connection stays bounded whatever the peers do. TLS (either side) sits between the socket and the
+ * session.
  *
  * Lifecycle: accepted -> (client TLS) -> session on_open -> (backend connect,
  * backend TLS) -> established -> finish/abort -> handles closed -> freed in the
