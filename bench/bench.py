@@ -53,7 +53,7 @@ class Options:
         self.workers = _env_int("BENCH_WORKERS", 2)
         self.pg_scale = _env_int("BENCH_PG_SCALE", 1 if q else 10)
         self.pg_clients = [int(x) for x in _env_list("BENCH_PG_CLIENTS", "1,8")]
-        self.pg_modes = _env_list("BENCH_PG_MODES", "simple")
+        self.pg_modes = _env_list("BENCH_PG_MODES", "simple,prepared")
         self.redis_tests = _env_list("BENCH_REDIS_TESTS", "get,set,lpush")
         self.redis_pipelines = [int(x) for x in _env_list("BENCH_REDIS_PIPELINES", "1,16")]
         self.redis_clients = _env_int("BENCH_REDIS_CLIENTS", 50)

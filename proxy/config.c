@@ -29,7 +29,8 @@
  *   - explicit tags (`!!str`, `!foo`) are refused.
  *
  * Files: `*_file` secrets (hs256_secret_file, public_key_file, jwks_file,
- * password_file) are read here (regular files only, at most 1 MiB, one trailing
+ * password_file, postgres.context_key_file) are read here (regular files only, at most 1 MiB, one
+ * trailing
  * "\n" or "\r\n" dropped, empty is an error) and zeroed again by tg_config_free.
  * cert_file, key_file and ca_file are only checked to be readable regular files
  * (cert_file/key_file only when tls.mode is not disable) and kept as paths.
@@ -64,6 +65,7 @@
 #define CFG_KEYPATH_MAX 256
 #define CFG_HOST_MAX 256
 #define CFG_WORKERS_MAX 256
+#define CFG_CONTEXT_KEY_MIN 32 /* postgres.context_key_file: an HMAC-SHA256 key of >= 256 bits */
 
 /* ---------------------------------------------------------------- the tree */
 
@@ -1189,9 +1191,92 @@ static void parse_timeouts(walker *w, const node *m, tg_timeouts_config *t)
     field_uint(w, m, "idle_s", 0, 7 * 86400, &t->idle_s);
 }
 
+/* What a list of names holds; decides how each item is checked. */
+typedef enum {
+    NAMES_ANY,     /* any non-empty string (database names) */
+    NAMES_SETTING, /* a setting name: identifier segments joined by dots */
+    NAMES_OBJECT,  /* a function or relation: name or schema.name */
+} names_kind;
+
+/* True when s is a PostgreSQL identifier (or schema.identifier when max_dots is 1), every
+ * segment at most 63 bytes (NAMEDATALEN - 1). */
+static bool pg_name_valid(const char *s, int max_dots)
+{
+    if (!dotted_ident(s, 0)) {
+        return false;
+    }
+    int dots = 0;
+    size_t seg = 0;
+    for (; *s; s++) {
+        if (*s == '.') {
+            dots++;
+            seg = 0;
+        } else if (++seg > 63) {
+            return false;
+        }
+    }
+    return max_dots < 0 || dots <= max_dots;
+}
+
+/*
+ * A list of strings under key in m, stored as a new NULL-terminated array in *out and its
+ * length in *n (the array is freed by tg_config_free, also after a failure half-way).
+ * `empty_msg` non-NULL refuses an empty list with that message; otherwise an empty list
+ * leaves *out NULL (= none).
+ */
+static void field_names(walker *w, const node *m, const char *key, names_kind kind,
+                        const char *empty_msg, char ***out, size_t *n)
+{
+    size_t s;
+    const node *v = field(w, m, key, &s);
+    if (!v) {
+        return;
+    }
+    if (check_seq(w, v) && v->n == 0 && empty_msg) {
+        fail(w, v->line, "%s", empty_msg);
+    }
+    if (!w->failed && v->n > 0) {
+        *out = calloc(v->n + 1, sizeof **out);
+        if (!*out) {
+            fail_oom(w);
+        }
+    }
+    for (size_t i = 0; !w->failed && i < v->n; i++) {
+        size_t saved = path_index(w, i);
+        get_string(w, v->items[i], &(*out)[i]);
+        if (!w->failed) {
+            *n = i + 1;
+        }
+        if (!w->failed && kind == NAMES_SETTING && !pg_name_valid((*out)[i], -1)) {
+            fail(w, v->items[i]->line,
+                 "must be a setting name such as statement_timeout or "
+                 "app.region");
+        }
+        if (!w->failed && kind == NAMES_OBJECT && !pg_name_valid((*out)[i], 1)) {
+            fail(w, v->items[i]->line,
+                 "must be a name or schema.name such as pg_read_file or "
+                 "pg_catalog.pg_stat_activity");
+        }
+        path_restore(w, saved);
+    }
+    path_restore(w, s);
+}
+
 static void parse_postgres(walker *w, const node *m, tg_postgres_config *pg)
 {
-    static const char *const keys[] = {"tenant_setting", "allow_ddl", "databases", NULL};
+    static const char *const keys[] = {"tenant_setting",
+                                       "allow_ddl",
+                                       "databases",
+                                       "tenant_column",
+                                       "reserved_settings",
+                                       "deny_functions",
+                                       "deny_relations",
+                                       "signed_context",
+                                       "context_key_file",
+                                       "max_message_bytes",
+                                       "max_connections_per_tenant",
+                                       "session_timeout_s",
+                                       NULL};
     if (!check_map(w, m, keys)) {
         return;
     }
@@ -1201,29 +1286,37 @@ static void parse_postgres(walker *w, const node *m, tg_postgres_config *pg)
         fail_key(w, m, "tenant_setting", "must be a dotted setting name such as app.tenant_id");
     }
     field_bool(w, m, "allow_ddl", &pg->allow_ddl);
-    size_t s;
-    const node *v = field(w, m, "databases", &s);
-    if (!v) {
-        return;
+    field_names(w, m, "databases", NAMES_ANY,
+                "must list at least one database (leave it out to allow any)", &pg->databases,
+                &pg->n_databases);
+    field_string(w, m, "tenant_column", &pg->tenant_column);
+    if (!w->failed && map_get(m, "tenant_column") && !pg_name_valid(pg->tenant_column, 0)) {
+        fail_key(w, m, "tenant_column", "must be a column name such as tenant_id");
     }
-    if (check_seq(w, v) && v->n == 0) {
-        fail(w, v->line, "must list at least one database (leave it out to allow any)");
+    field_names(w, m, "reserved_settings", NAMES_SETTING, NULL, &pg->reserved_settings,
+                &pg->n_reserved_settings);
+    field_names(w, m, "deny_functions", NAMES_OBJECT, NULL, &pg->deny_functions,
+                &pg->n_deny_functions);
+    field_names(w, m, "deny_relations", NAMES_OBJECT, NULL, &pg->deny_relations,
+                &pg->n_deny_relations);
+    field_bool(w, m, "signed_context", &pg->signed_context);
+    if (!w->failed && pg->signed_context && !map_get(m, "context_key_file")) {
+        fail_key(w, m, "context_key_file",
+                 "required when signed_context is true (the HMAC key shared with "
+                 "tenantgate.current_tenant(), at least %d bytes)",
+                 CFG_CONTEXT_KEY_MIN);
     }
-    if (!w->failed) {
-        pg->databases = calloc(v->n + 1, sizeof *pg->databases);
-        if (!pg->databases) {
-            fail_oom(w);
-        }
+    if (!w->failed && !pg->signed_context && map_get(m, "context_key_file")) {
+        fail_key(w, m, "context_key_file", "only used with signed_context: true");
     }
-    for (size_t i = 0; !w->failed && i < v->n; i++) {
-        size_t saved = path_index(w, i);
-        get_string(w, v->items[i], &pg->databases[i]);
-        if (!w->failed) {
-            pg->n_databases = i + 1;
-        }
-        path_restore(w, saved);
+    field_secret(w, m, "context_key_file", &pg->context_key);
+    if (!w->failed && pg->context_key.data && pg->context_key.len < CFG_CONTEXT_KEY_MIN) {
+        fail_key(w, m, "context_key_file", "the key in %s is %zu bytes; at least %d are required",
+                 pg->context_key.path, pg->context_key.len, CFG_CONTEXT_KEY_MIN);
     }
-    path_restore(w, s);
+    field_uint(w, m, "max_message_bytes", 1024, 1u << 30, &pg->max_message_bytes);
+    field_uint(w, m, "max_connections_per_tenant", 0, 1000000, &pg->max_connections_per_tenant);
+    field_uint(w, m, "session_timeout_s", 0, 7 * 86400, &pg->session_timeout_s);
 }
 
 static void parse_redis(walker *w, const node *m, tg_redis_config *r)
@@ -1285,6 +1378,8 @@ static void listener_defaults(walker *w, tg_listener_config *l)
     l->timeouts.handshake_ms = 10000;
     l->timeouts.idle_s = 0;
     set_str(w, &l->postgres.tenant_setting, "app.tenant_id");
+    set_str(w, &l->postgres.tenant_column, "tenant_id");
+    l->postgres.max_message_bytes = 64u << 20;
     set_str(w, &l->redis.key_prefix, "t:{tenant}:");
     set_str(w, &l->mongodb.tenant_field, "tenant_id");
     set_str(w, &l->mongodb.database_template, "{db}_{tenant}");
@@ -1670,6 +1765,17 @@ static void secret_free(tg_secret *s)
     s->len = 0;
 }
 
+/* Frees a NULL-terminated array of strings (NULL is fine). */
+static void free_names(char **names)
+{
+    if (names) {
+        for (size_t i = 0; names[i]; i++) {
+            free(names[i]);
+        }
+        free(names);
+    }
+}
+
 void tg_config_free(tg_config *cfg)
 {
     if (!cfg) {
@@ -1688,12 +1794,12 @@ void tg_config_free(tg_config *cfg)
         free(l->backend.ca_file);
         free(l->backend.server_name);
         free(l->postgres.tenant_setting);
-        if (l->postgres.databases) {
-            for (size_t d = 0; l->postgres.databases[d]; d++) {
-                free(l->postgres.databases[d]);
-            }
-            free(l->postgres.databases);
-        }
+        free_names(l->postgres.databases);
+        free(l->postgres.tenant_column);
+        free_names(l->postgres.reserved_settings);
+        free_names(l->postgres.deny_functions);
+        free_names(l->postgres.deny_relations);
+        secret_free(&l->postgres.context_key);
         free(l->redis.key_prefix);
         free(l->mongodb.tenant_field);
         free(l->mongodb.database_template);

@@ -96,6 +96,20 @@ typedef struct tg_postgres_config {
     bool allow_ddl;       /* default false */
     char **databases;     /* allow-list, NULL-terminated; NULL = any */
     size_t n_databases;
+    char *tenant_column; /* `check`: tables with this column need forced RLS; default "tenant_id" */
+    char **
+        reserved_settings; /* extra settings clients may not change, NULL-terminated; NULL = none */
+    size_t n_reserved_settings;
+    char **deny_functions; /* extra denied functions (added to the safe defaults); NULL = none */
+    size_t n_deny_functions;
+    char **deny_relations; /* extra denied relations (added to the safe defaults); NULL = none */
+    size_t n_deny_relations;
+    bool signed_context; /* also set tenantgate.tenant_sig = HMAC-SHA256(key, tenant); default false
+                          */
+    tg_secret context_key;               /* context_key_file: required when signed_context */
+    uint32_t max_message_bytes;          /* default 64 MiB */
+    uint32_t max_connections_per_tenant; /* per listener, this process; default 0 = unlimited */
+    uint32_t session_timeout_s;          /* a session ends after this long; default 0 = never */
 } tg_postgres_config;
 
 typedef struct tg_redis_config {

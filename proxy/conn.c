@@ -86,10 +86,13 @@ struct tg_conn {
     const tg_protocol_ops *ops;
     tg_conn *prev, *next;
     uint64_t accepted_at, connect_started_at, last_activity, finish_deadline;
+    uint64_t expiry_at;       /* loop time when ops->on_expire runs; 0 = none */
     tg_chunk *dispatch_chunk; /* the chunk whose bytes on_data is looking at */
     uint32_t dispatch_end;
     unsigned handles_open;
-    bool counted; /* holds a slot of lrt->active */
+    uint8_t redispatch; /* bit per side: run the session again over its unconsumed bytes */
+    bool tls_upgrade;   /* switch the client side to TLS once the current message is consumed */
+    bool counted;       /* holds a slot of lrt->active */
     bool established;
     bool connecting;
     bool finishing;
@@ -522,8 +525,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)s->rd->data + s->rd_end, s->rd->cap - s->rd_end);
 }
 
+static int start_client_tls_now(tg_conn *c);
+
 /* Runs the session over the unconsumed bytes of side `from` until it stops consuming. */
-static void dispatch(tg_conn *c, tg_side_id from)
+static void dispatch_side(tg_conn *c, tg_side_id from)
 {
     tg_side *s = &c->side[from];
     while (!c->closing && s->rd && s->rd_start < s->rd_end) {
@@ -539,10 +544,38 @@ static void dispatch(tg_conn *c, tg_side_id from)
             return;
         }
         s->rd_start += (uint32_t)n;
+        if (c->tls_upgrade && from == TG_SIDE_CLIENT) {
+            /* The protocol's "go ahead" leaves in plaintext; what follows is TLS. */
+            c->tls_upgrade = false;
+            if (flush_side(c, TG_SIDE_CLIENT) < 0 || start_client_tls_now(c) < 0)
+                tg_conn_abort(c, "tls setup failed");
+            return;
+        }
         if (n == 0)
             break;
     }
+}
+
+/* Sides whose session asked to look at their buffered bytes again (tg_conn_redispatch). */
+static void run_redispatch(tg_conn *c)
+{
+    while (!c->closing && c->redispatch) {
+        tg_side_id sid = (c->redispatch & 1) ? TG_SIDE_CLIENT : TG_SIDE_BACKEND;
+        c->redispatch &= (uint8_t) ~(1u << sid);
+        dispatch_side(c, sid);
+    }
+}
+
+static void dispatch(tg_conn *c, tg_side_id from)
+{
+    dispatch_side(c, from);
+    run_redispatch(c);
     flush_all(c);
+}
+
+void tg_conn_redispatch(tg_conn *c, tg_side_id side)
+{
+    c->redispatch |= (uint8_t)(1u << side);
 }
 
 static void side_ready(tg_conn *c, tg_side_id sid);
@@ -616,8 +649,6 @@ static void handle_eof(tg_conn *c, tg_side_id from)
     flush_all(c);
     check_done(c);
 }
-
-static int start_client_tls_now(tg_conn *c);
 
 static void count_in(tg_conn *c, tg_side_id from, size_t n)
 {
@@ -728,11 +759,15 @@ static int start_client_tls_now(tg_conn *c)
 
 int tg_conn_start_client_tls(tg_conn *c)
 {
-    /* What was staged (the protocol's "go ahead") must leave in plaintext. */
-    int r = flush_side(c, TG_SIDE_CLIENT);
-    if (r < 0)
-        return r;
-    return start_client_tls_now(c);
+    if (!c->lrt->client_tls || c->side[TG_SIDE_CLIENT].tls)
+        return TG_EINVAL;
+    c->tls_upgrade = true; /* done by dispatch once the request is consumed */
+    return 0;
+}
+
+bool tg_conn_client_tls(const tg_conn *c)
+{
+    return c->side[TG_SIDE_CLIENT].tls != NULL;
 }
 
 const char *tg_conn_sni(const tg_conn *c)
@@ -756,6 +791,7 @@ static void side_ready(tg_conn *c, tg_side_id sid)
             return;
         }
     }
+    run_redispatch(c);
     flush_all(c);
 }
 
@@ -887,6 +923,8 @@ static uint64_t next_deadline(const tg_conn *c)
         d = min_deadline(d, c->last_activity + (uint64_t)t->idle_s * 1000);
     if (c->finishing)
         d = min_deadline(d, c->finish_deadline);
+    if (c->expiry_at)
+        d = min_deadline(d, c->expiry_at);
     return d;
 }
 
@@ -896,6 +934,20 @@ static void on_timer(uv_timer_t *timer)
     uint64_t now = uv_now(timer->loop);
     const tg_timeouts_config *t = &c->lrt->cfg->timeouts;
     const char *why = NULL;
+    if (c->expiry_at && now >= c->expiry_at && !c->finishing) {
+        c->expiry_at = 0;
+        if (c->ops->on_expire) {
+            c->ops->on_expire(c, c->session); /* sends the protocol's error, then finishes */
+            if (!c->closing && !c->finishing)
+                tg_conn_finish(c);
+            flush_all(c);
+        } else {
+            tg_conn_abort(c, "session expired");
+        }
+        if (!c->closing)
+            arm_timer(c);
+        return;
+    }
     if (handshaking(c) && t->handshake_ms && now >= c->accepted_at + t->handshake_ms)
         why = "handshake timeout";
     else if (c->connecting && t->connect_ms && now >= c->connect_started_at + t->connect_ms)
@@ -931,6 +983,13 @@ static void arm_timer(tg_conn *c)
 void tg_conn_established(tg_conn *c)
 {
     c->established = true;
+}
+
+void tg_conn_set_expiry(tg_conn *c, uint64_t delay_ms)
+{
+    c->expiry_at = delay_ms ? uv_now(&c->worker->loop) + delay_ms : 0;
+    if (!c->closing)
+        arm_timer(c);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -1142,6 +1201,11 @@ const tg_listener_config *tg_conn_config(const tg_conn *c)
 tg_listener_stats *tg_conn_stats(const tg_conn *c)
 {
     return c->stats;
+}
+
+void *tg_conn_lrt_state(const tg_conn *c)
+{
+    return c->lrt->proto_state;
 }
 
 const tg_runtime *tg_conn_runtime(const tg_conn *c)

@@ -24,6 +24,7 @@
 #ifndef TG_PROXY_CONN_H
 #define TG_PROXY_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,10 +58,29 @@ __attribute__((warn_unused_result)) int tg_conn_send(tg_conn *c, tg_side_id to, 
 __attribute__((warn_unused_result)) int tg_conn_connect_backend(tg_conn *c);
 
 /*
- * Switches the client side to TLS after what is staged so far has been sent
- * in plaintext (PostgreSQL's 'S' answer to SSLRequest). Returns 0 or TG_E*.
+ * Switches the client side to TLS once the message being handled is consumed,
+ * after what is staged so far has been sent in plaintext (PostgreSQL's 'S'
+ * answer to SSLRequest). Call from on_data for the client. Returns 0, or
+ * TG_EINVAL when the listener has no certificate or TLS is already on.
  */
 __attribute__((warn_unused_result)) int tg_conn_start_client_tls(tg_conn *c);
+
+/* True when the client side speaks TLS. */
+bool tg_conn_client_tls(const tg_conn *c);
+
+/*
+ * Asks for on_data to run again over the bytes of `side` that the session
+ * left unconsumed (e.g. a client's pipelined queries that waited for the
+ * backend to become ready). Runs once the current callback returns.
+ */
+void tg_conn_redispatch(tg_conn *c, tg_side_id side);
+
+/*
+ * In delay_ms (0 cancels), ops->on_expire runs (it sends the protocol's error
+ * and finishes the connection), or the connection is aborted when the
+ * protocol has none. Token expiry and session timeouts use it.
+ */
+void tg_conn_set_expiry(tg_conn *c, uint64_t delay_ms);
 
 /* The handshake phase is over: the handshake deadline no longer applies. */
 void tg_conn_established(tg_conn *c);
@@ -84,6 +104,8 @@ const char *tg_conn_peer(const tg_conn *c);
 const tg_listener_config *tg_conn_config(const tg_conn *c);
 tg_listener_stats *tg_conn_stats(const tg_conn *c);
 const tg_runtime *tg_conn_runtime(const tg_conn *c);
+/* What the protocol's listener_init built for this connection's listener. */
+void *tg_conn_lrt_state(const tg_conn *c);
 tg_worker *tg_conn_worker(const tg_conn *c);
 
 #endif

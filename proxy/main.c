@@ -39,6 +39,7 @@
 #include "proxy/probe.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
+#include "protocols/postgres/preflight.h"
 
 #ifndef TG_VERSION
 #define TG_VERSION "dev"
@@ -159,6 +160,9 @@ static int cmd_check(const char *path)
             failed = 1;
         } else {
             printf("listener %s: backend %s: reachable\n", l->name, l->backend.address);
+            /* RLS preflight: role, tables, signed context (0 safe, 1 unsafe, 2 unchecked) */
+            if (l->protocol == TG_PROTO_POSTGRES && tg_pg_preflight(l, stdout) != 0)
+                failed = 1;
         }
     }
     tg_runtime_unref(rt);

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 typedef struct tg_conn tg_conn;
+struct tg_listener_config;
 
 typedef enum { TG_SIDE_CLIENT = 0, TG_SIDE_BACKEND = 1 } tg_side_id;
 
@@ -35,6 +36,12 @@ typedef struct tg_protocol_ops {
      * tg_conn_start_client_tls); otherwise the pair does a direct TLS handshake per tls.mode. */
     bool own_tls_upgrade;
 
+    /* Builds what all connections of a listener share (immutable, any thread: e.g. the SQL
+     * guard) into *state, at config load. Returns 0 or TG_ECONFIG with err. May be NULL. */
+    int (*listener_init)(const struct tg_listener_config *cfg, void **state, char *err,
+                         size_t errlen);
+    void (*listener_free)(void *state);
+
     /* A client was accepted (and, with direct TLS, its handshake is not done yet). */
     int (*on_open)(tg_conn *c, void *session);
     /* The backend connection asked for with tg_conn_connect_backend is up (TLS included). */
@@ -49,6 +56,9 @@ typedef struct tg_protocol_ops {
     /* Side `from` ended its stream. Returns 0 to go on, or < 0 to abort.
      * NULL: the pair finishes the connection (flush, then close). */
     int (*on_eof)(tg_conn *c, void *session, tg_side_id from);
+    /* The deadline set with tg_conn_set_expiry has passed (token expired, session timeout):
+     * send the protocol's error and call tg_conn_finish. May be NULL (then: abort). */
+    void (*on_expire)(tg_conn *c, void *session);
     /* The connection is closing; release what the session owns. May be NULL. */
     void (*on_close)(tg_conn *c, void *session);
 } tg_protocol_ops;

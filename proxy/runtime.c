@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "proxy/error.h"
+#include "protocols/postgres/session.h"
 #include "protocols/tcp/session.h"
 
 typedef struct active_entry {
@@ -47,8 +48,10 @@ const tg_protocol_ops *tg_runtime_protocol_ops(tg_protocol p)
     switch (p) {
     case TG_PROTO_TCP:
         return &tg_tcp_protocol;
+    case TG_PROTO_POSTGRES:
+        return &tg_pg_protocol;
     default:
-        return NULL; /* postgres, redis, mongodb, bolt: not implemented yet */
+        return NULL; /* redis, mongodb, bolt: not implemented yet */
     }
 }
 
@@ -92,6 +95,8 @@ static int listener_setup(tg_listener_rt *l, const tg_listener_config *cfg, char
         tg_tls_ctx_new_client(cfg->backend.tls, cfg->backend.ca_file, &l->backend_tls, err,
                               errlen) < 0)
         return TG_ECONFIG;
+    if (l->ops->listener_init && l->ops->listener_init(cfg, &l->proto_state, err, errlen) < 0)
+        return TG_ECONFIG;
     l->active = active_counter(cfg->name);
     if (!l->active) {
         snprintf(err, errlen, "out of memory");
@@ -105,6 +110,8 @@ static void runtime_free(tg_runtime *rt)
     for (size_t i = 0; i < rt->n_listeners; i++) {
         tg_tls_ctx_free(rt->listeners[i].client_tls);
         tg_tls_ctx_free(rt->listeners[i].backend_tls);
+        if (rt->listeners[i].proto_state && rt->listeners[i].ops->listener_free)
+            rt->listeners[i].ops->listener_free(rt->listeners[i].proto_state);
     }
     free(rt->listeners);
     tg_jwt_verifier_free(rt->jwt);

@@ -29,6 +29,7 @@ typedef struct tg_listener_rt {
     const tg_protocol_ops *ops;
     tg_tls_ctx *client_tls;  /* NULL when tls.mode is disable */
     tg_tls_ctx *backend_tls; /* NULL when backend.tls is disable */
+    void *proto_state;       /* ops->listener_init's result (e.g. the SQL guard) */
     char backend_host[256];
     char backend_port[8];
     bool backend_numeric; /* backend_addr holds the address; else resolve per connect */

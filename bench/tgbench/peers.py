@@ -70,9 +70,36 @@ def tcp_listener(ctx, kind, backend, port):
 # listener's config (a dict) and extra Target fields (client user/password/dbname).
 # It may write secret files under ctx.tmp and add top-level config sections
 # (e.g. `auth`) to ctx.tenantgate_top.
+def _dev_token(ctx):
+    """An HS256 secret file and the `auth` section, once per run; returns a bench tenant's JWT."""
+    if "auth" not in ctx.tenantgate_top:
+        secret = os.path.join(ctx.tmp, "jwt-secret")
+        _write(secret, os.urandom(32).hex() + "\n")
+        ctx.tenantgate_top["auth"] = {"jwt": {"algorithms": ["HS256"], "hs256_secret_file": secret}}
+        r = subprocess.run([ctx.opts.tg_bin, "token", "--hs256-secret-file", secret,
+                            "--tenant", "bench", "--ttl", "6h"],
+                           capture_output=True, text=True, timeout=10, check=True)
+        ctx.bench_token = r.stdout.strip()
+    return ctx.bench_token
+
+
+def pg_listener(ctx, kind, backend, port):
+    """`protocol: postgres` with the SQL guard on: the JWT is the password, the service role
+    (the bench user, trusted by the throwaway server) logs in to the backend."""
+    listener = {
+        "name": "bench-pg",
+        "protocol": "postgres",
+        "listen": "127.0.0.1:%d" % port,
+        "backend": {"address": "%s:%d" % backend, "user": servers.BENCH_USER},
+        "postgres": {"tenant_setting": "app.tenant_id"},
+    }
+    return listener, {"user": servers.BENCH_USER, "password": _dev_token(ctx)}
+
+
 TENANTGATE_LISTENERS = [
     ("tenantgate-tcp", "postgres", tcp_listener),
     ("tenantgate-tcp", "redis", tcp_listener),
+    ("tenantgate-pg", "postgres", pg_listener),
 ]
 
 

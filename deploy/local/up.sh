@@ -2,10 +2,11 @@
 # The README's first command: a local PostgreSQL and Redis with tenantgate in
 # front, in a throwaway folder, until Ctrl-C.
 #
-# Today tenantgate's PostgreSQL and Redis protocols are not built yet (see
-# README "Not supported yet"), so the listeners below are `protocol: tcp`
-# passthrough relays: they show the runtime (workers, admin, metrics, reload,
-# drain) but isolate NOTHING. Do not point real tenants at them.
+# PostgreSQL goes through `protocol: postgres`: a demo table protected with
+# the RLS kit of deploy/sql/, two tenants' tokens, and psql lines that show
+# each tenant sees only its own rows. Redis is still a `protocol: tcp`
+# passthrough relay that isolates NOTHING until the Redis protocol lands
+# (README "Not supported yet").
 #
 #   deploy/local/up.sh              start everything, print connection lines
 #   TG_UP_DIR=/tmp/tg deploy/local/up.sh   keep state in a chosen folder
@@ -52,7 +53,7 @@ admin_port=$(free_port)
 # PostgreSQL: a throwaway cluster on loopback.
 mkdir -p "$dir/pg" "$dir/sock"
 [ "$(id -u)" -eq 0 ] && chown -R postgres "$dir/pg" "$dir/sock"
-run_pg initdb -D "$dir/pg" -U postgres -A trust >/dev/null
+run_pg initdb -D "$dir/pg" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
 run_pg pg_ctl -D "$dir/pg" -l "$dir/pg/server.log" -w \
     -o "-p $pg_port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 
@@ -61,7 +62,25 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$dir" --logfile "$dir/redis.log" &
 pids+=($!)
 
-# A development signing secret and a config with passthrough listeners.
+# The demo schema: the app role tenantgate logs in as, a table protected by
+# the RLS kit, and rows of two tenants written by the owner.
+app_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+printf '%s\n' "$app_password" >"$dir/app-password"
+psql_owner() { run_pg psql -X -q -h "$dir/sock" -p "$pg_port" -U postgres -d app "$@"; }
+run_pg createdb -h "$dir/sock" -p "$pg_port" -U postgres app
+cp deploy/sql/tenantgate.sql "$dir/tenantgate.sql"
+[ "$(id -u)" -eq 0 ] && chown postgres "$dir/tenantgate.sql"
+psql_owner -v app_role=app -f "$dir/tenantgate.sql" >/dev/null
+psql_owner >/dev/null <<SQL
+ALTER ROLE app PASSWORD '$app_password';
+CREATE TABLE documents (id serial PRIMARY KEY, title text NOT NULL);
+SELECT tenantgate.protect_table('documents');
+INSERT INTO documents (tenant_id, title) VALUES
+  ('acme', 'acme: roadmap'), ('acme', 'acme: payroll'),
+  ('globex', 'globex: merger plan');
+SQL
+
+# A development signing secret and the config.
 head -c 32 /dev/urandom | base64 >"$dir/jwt-secret"
 cat >"$dir/tenantgate.yaml" <<YAML
 workers: 2
@@ -73,10 +92,10 @@ auth:
     hs256_secret_file: jwt-secret
 listeners:
   - name: pg
-    protocol: tcp
-    unsafe_passthrough: true
+    protocol: postgres
     listen: 127.0.0.1:$pg_proxy
-    backend: {address: 127.0.0.1:$pg_port}
+    backend: {address: 127.0.0.1:$pg_port, user: app, password_file: app-password}
+    postgres: {tenant_setting: app.tenant_id, databases: [app]}
   - name: redis
     protocol: tcp
     unsafe_passthrough: true
@@ -93,22 +112,28 @@ done
 
 token_a=$("$bin" token --hs256-secret-file "$dir/jwt-secret" --tenant acme --ttl 8h)
 token_b=$("$bin" token --hs256-secret-file "$dir/jwt-secret" --tenant globex --ttl 8h)
+show() { PGPASSWORD=$2 psql -X "host=127.0.0.1 port=$pg_proxy user=app dbname=app" -c "$1" 2>&1 | sed 's/^/    /'; }
 cat <<TXT
 
 tenantgate is running (state and logs in $dir).
 
-  WARNING: these listeners are 'protocol: tcp' passthrough relays -- the
-  PostgreSQL and Redis protocols are not built yet, so nothing is isolated.
+  tenant acme:
+    PGPASSWORD=$token_a psql "host=127.0.0.1 port=$pg_proxy user=app dbname=app"
+  tenant globex:
+    PGPASSWORD=$token_b psql "host=127.0.0.1 port=$pg_proxy user=app dbname=app"
 
-  psql through tenantgate:       psql "host=127.0.0.1 port=$pg_proxy user=postgres dbname=postgres"
+  SELECT * FROM documents, as acme:
+$(show 'SELECT id, tenant_id, title FROM documents ORDER BY id' "$token_a")
+  the same, as globex:
+$(show 'SELECT id, tenant_id, title FROM documents ORDER BY id' "$token_b")
+  globex trying to become acme:
+$(show "SET app.tenant_id = 'acme'" "$token_b")
+
   redis-cli through tenantgate:  redis-cli -p $redis_proxy
+    WARNING: a passthrough relay: Redis keys are NOT isolated until the Redis protocol lands.
   metrics:                       curl http://127.0.0.1:$admin_port/metrics
   readiness:                     curl http://127.0.0.1:$admin_port/readyz
   reload config:                 kill -HUP ${pids[-1]}
-
-  development tokens (used once the protocols land):
-    acme:   $token_a
-    globex: $token_b
 
 Ctrl-C stops everything.
 TXT

@@ -39,6 +39,8 @@ static const char *const files[][2] = {
     {"server.key", "key\n"},
     {"ca.pem", "ca\n"},
     {"sub/nested-secret", "nested\n"},
+    {"context-key", "0123456789abcdef0123456789abcdef\n"}, /* 32 bytes once "\n" is dropped */
+    {"short-key", "0123456789abcdef0123456789abcde\n"},    /* 31 bytes */
 };
 
 static void write_file(const char *name, const char *data, size_t len)
@@ -361,6 +363,19 @@ static void test_defaults(void **state)
     assert_false(l->postgres.allow_ddl);
     assert_null(l->postgres.databases);
     assert_int_equal(l->postgres.n_databases, 0);
+    assert_string_equal(l->postgres.tenant_column, "tenant_id");
+    assert_null(l->postgres.reserved_settings);
+    assert_int_equal(l->postgres.n_reserved_settings, 0);
+    assert_null(l->postgres.deny_functions);
+    assert_int_equal(l->postgres.n_deny_functions, 0);
+    assert_null(l->postgres.deny_relations);
+    assert_int_equal(l->postgres.n_deny_relations, 0);
+    assert_false(l->postgres.signed_context);
+    assert_null(l->postgres.context_key.path);
+    assert_null(l->postgres.context_key.data);
+    assert_int_equal(l->postgres.max_message_bytes, 64u << 20);
+    assert_int_equal(l->postgres.max_connections_per_tenant, 0);
+    assert_int_equal(l->postgres.session_timeout_s, 0);
     assert_string_equal(l->redis.key_prefix, "t:{tenant}:");
     assert_false(l->redis.allow_scripts);
     assert_int_equal(l->mongodb.isolation, TG_MONGO_ISOLATION_FIELD);
@@ -934,6 +949,139 @@ static void test_protocol_sections(void **state)
     tg_config_free(cfg);
 }
 
+/* The postgres keys beyond tenant_setting/allow_ddl/databases: the guard's lists, the signed
+ * tenant context and the limits. */
+static void test_postgres_section(void **state)
+{
+    (void)state;
+    tg_config *cfg = parse_ok(AUTH PG_LISTENER "    postgres:\n"
+                                               "      tenant_column: org_id\n"
+                                               "      reserved_settings: [app.region, "
+                                               "statement_timeout]\n"
+                                               "      deny_functions: [pg_catalog.pg_sleep, "
+                                               "my_fn]\n"
+                                               "      deny_relations: [audit.secrets]\n"
+                                               "      signed_context: true\n"
+                                               "      context_key_file: context-key\n"
+                                               "      max_message_bytes: 1024\n"
+                                               "      max_connections_per_tenant: 20\n"
+                                               "      session_timeout_s: 3600\n");
+    const tg_postgres_config *pg = &cfg->listeners[0].postgres;
+    assert_string_equal(pg->tenant_column, "org_id");
+    assert_int_equal(pg->n_reserved_settings, 2);
+    assert_string_equal(pg->reserved_settings[0], "app.region");
+    assert_string_equal(pg->reserved_settings[1], "statement_timeout");
+    assert_null(pg->reserved_settings[2]);
+    assert_int_equal(pg->n_deny_functions, 2);
+    assert_string_equal(pg->deny_functions[0], "pg_catalog.pg_sleep");
+    assert_string_equal(pg->deny_functions[1], "my_fn");
+    assert_null(pg->deny_functions[2]);
+    assert_int_equal(pg->n_deny_relations, 1);
+    assert_string_equal(pg->deny_relations[0], "audit.secrets");
+    assert_null(pg->deny_relations[1]);
+    assert_true(pg->signed_context);
+    char want[1024];
+    snprintf(want, sizeof want, "%s/context-key", dir);
+    assert_string_equal(pg->context_key.path, want);
+    assert_int_equal(pg->context_key.len, 32);
+    assert_memory_equal(pg->context_key.data, "0123456789abcdef0123456789abcdef", 32);
+    assert_int_equal(pg->max_message_bytes, 1024);
+    assert_int_equal(pg->max_connections_per_tenant, 20);
+    assert_int_equal(pg->session_timeout_s, 3600);
+    tg_config_free(cfg);
+
+    /* empty lists mean "none"; the largest message size is 1 GiB */
+    cfg = parse_ok(AUTH PG_LISTENER "    postgres: {reserved_settings: [], deny_functions: [], "
+                                    "deny_relations: [], max_message_bytes: 1073741824}\n");
+    pg = &cfg->listeners[0].postgres;
+    assert_null(pg->reserved_settings);
+    assert_int_equal(pg->n_reserved_settings, 0);
+    assert_null(pg->deny_functions);
+    assert_null(pg->deny_relations);
+    assert_int_equal(pg->max_message_bytes, 1u << 30);
+    assert_false(pg->signed_context);
+    tg_config_free(cfg);
+
+    /* signed_context: the key is required, must be long enough, and is unused without it */
+    expect_error(AUTH PG_LISTENER "    postgres: {signed_context: true}\n",
+                 "9: listeners[0].postgres.context_key_file: required when signed_context is "
+                 "true");
+    snprintf(want, sizeof want,
+             "9: listeners[0].postgres.context_key_file: the key in %s/short-key is 31 bytes; "
+             "at least 32 are required",
+             dir);
+    expect_error(AUTH PG_LISTENER
+                 "    postgres: {signed_context: true, context_key_file: short-key}\n",
+                 want);
+    expect_error(AUTH PG_LISTENER "    postgres: {signed_context: true, context_key_file: empty}\n",
+                 "9: listeners[0].postgres.context_key_file: cannot read ");
+    expect_error(AUTH PG_LISTENER "    postgres: {signed_context: true, context_key_file: nope}\n",
+                 "9: listeners[0].postgres.context_key_file: cannot read ");
+    expect_error(AUTH PG_LISTENER "    postgres: {context_key_file: context-key}\n",
+                 "9: listeners[0].postgres.context_key_file: only used with signed_context: true");
+    expect_error(AUTH PG_LISTENER "    postgres: {signed_context: yes}\n",
+                 "9: listeners[0].postgres.signed_context: expected true or false");
+
+    /* names */
+    expect_error(AUTH PG_LISTENER "    postgres: {tenant_column: \"tenant id\"}\n",
+                 "9: listeners[0].postgres.tenant_column: must be a column name");
+    expect_error(AUTH PG_LISTENER "    postgres: {tenant_column: app.tenant_id}\n",
+                 "9: listeners[0].postgres.tenant_column: must be a column name");
+    expect_error(AUTH PG_LISTENER "    postgres: {tenant_column: \"\"}\n",
+                 "9: listeners[0].postgres.tenant_column: must not be empty");
+    expect_error(AUTH PG_LISTENER
+                 "    postgres:\n      tenant_column: "
+                 "a234567890123456789012345678901234567890123456789012345678901234\n",
+                 "10: listeners[0].postgres.tenant_column: must be a column name");
+    expect_error(AUTH PG_LISTENER "    postgres:\n      reserved_settings: [app.x, \"\"]\n",
+                 "10: listeners[0].postgres.reserved_settings[1]: must not be empty");
+    expect_error(AUTH PG_LISTENER "    postgres:\n      reserved_settings: [\"app.x;\"]\n",
+                 "10: listeners[0].postgres.reserved_settings[0]: must be a setting name");
+    expect_error(AUTH PG_LISTENER "    postgres:\n      reserved_settings: app.x\n",
+                 "10: listeners[0].postgres.reserved_settings: expected a list");
+    expect_error(AUTH PG_LISTENER "    postgres:\n      deny_functions: [\"pg_sleep()\"]\n",
+                 "10: listeners[0].postgres.deny_functions[0]: must be a name or schema.name");
+    expect_error(AUTH PG_LISTENER "    postgres:\n      deny_functions: [a.b.c]\n",
+                 "10: listeners[0].postgres.deny_functions[0]: must be a name or schema.name");
+    expect_error(AUTH PG_LISTENER "    postgres:\n      deny_functions: [ok, [x]]\n",
+                 "10: listeners[0].postgres.deny_functions[1]: expected a string");
+    expect_error(AUTH PG_LISTENER "    postgres:\n      deny_relations: [~]\n",
+                 "10: listeners[0].postgres.deny_relations[0]: expected a string");
+    expect_error(AUTH PG_LISTENER "    postgres:\n      deny_relations: [\"pg stat\"]\n",
+                 "10: listeners[0].postgres.deny_relations[0]: must be a name or schema.name");
+
+    /* limits */
+    expect_error(AUTH PG_LISTENER "    postgres: {max_message_bytes: 1023}\n",
+                 "9: listeners[0].postgres.max_message_bytes: must be between 1024 and "
+                 "1073741824");
+    expect_error(AUTH PG_LISTENER "    postgres: {max_message_bytes: 1073741825}\n",
+                 "9: listeners[0].postgres.max_message_bytes: must be between 1024 and "
+                 "1073741824");
+    expect_error(AUTH PG_LISTENER "    postgres: {max_connections_per_tenant: -1}\n",
+                 "9: listeners[0].postgres.max_connections_per_tenant: must not be negative");
+    expect_error(AUTH PG_LISTENER "    postgres: {max_connections_per_tenant: 1000001}\n",
+                 "9: listeners[0].postgres.max_connections_per_tenant: must be between 0 and "
+                 "1000000");
+    expect_error(AUTH PG_LISTENER "    postgres: {session_timeout_s: 1h}\n",
+                 "9: listeners[0].postgres.session_timeout_s: expected an integer");
+    expect_error(AUTH PG_LISTENER "    postgres: {session_timeout_s: 604801}\n",
+                 "9: listeners[0].postgres.session_timeout_s: must be between 0 and 604800");
+    cfg = parse_ok(AUTH PG_LISTENER "    postgres: {max_connections_per_tenant: 0, "
+                                    "session_timeout_s: 604800}\n");
+    assert_int_equal(cfg->listeners[0].postgres.session_timeout_s, 604800);
+    tg_config_free(cfg);
+
+    /* a failure half-way through a list frees what was parsed (checked under ASan) */
+    expect_error(AUTH PG_LISTENER "    postgres:\n      deny_functions: [a, b, \"c d\"]\n"
+                                  "      signed_context: true\n"
+                                  "      context_key_file: context-key\n",
+                 "10: listeners[0].postgres.deny_functions[2]: must be a name or schema.name");
+    expect_error(AUTH PG_LISTENER "    postgres:\n      signed_context: true\n"
+                                  "      context_key_file: context-key\n"
+                                  "      max_message_bytes: 0\n",
+                 "12: listeners[0].postgres.max_message_bytes: must be between");
+}
+
 static void test_error_buffer(void **state)
 {
     (void)state;
@@ -963,6 +1111,7 @@ int main(void)
         cmocka_unit_test(test_aliases_and_tags),    cmocka_unit_test(test_document_shape),
         cmocka_unit_test(test_client_tls),          cmocka_unit_test(test_backend),
         cmocka_unit_test(test_protocol_sections),   cmocka_unit_test(test_error_buffer),
+        cmocka_unit_test(test_postgres_section),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
