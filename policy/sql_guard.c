@@ -5,9 +5,14 @@
  *   text ──XXH3──> cache (per worker, LRU) ──hit──> verdict
  *                     │ miss
  *                     v
+ *   tg_sql_normalize (literals blanked) ──XXH3──> same cache, own key space ──hit──> verdict
+ *                     │ miss, or refused by the normalizer
+ *                     v
  *   NUL? ─> depth pre-check (pg_query_scan, long texts only) ─> pg_query_parse_protobuf
  *        ─> unpack into an arena ─> walk every message of every statement
- *        ─> ALLOW | REWRITE | DENY(reason) ──> cache (unless the failure was transient)
+ *        ─> ALLOW | REWRITE | DENY(reason) ──> cache (unless the failure was transient),
+ *           and under the normalized key too unless the verdict read a literal's value
+ *           or is REWRITE
  *
  * The walk is generic: it follows every message field of every protobuf-c
  * message through the descriptors, so a FuncCall or a RangeVar is seen
@@ -32,6 +37,22 @@
  * setting pattern; they never quote literal values of the statement, since
  * they reach clients and audit logs.
  *
+ * The normalized key. pgbench -S, and most applications in the simple query
+ * protocol, send the same statement with new constants every time, so the
+ * exact-text level misses every time. policy/sql_normalize.c maps a text to a
+ * form whose equality guarantees the same PostgreSQL tokens but for literal
+ * values; so the same tree, but for the values inside constants. A verdict
+ * depends on such a value only where the walker reads one, and every such
+ * read goes through literal() below, which marks the verdict
+ * literal-sensitive: those verdicts (set_config('app.tenant_id', ...) vs
+ * set_config('application_name', ...)) are cached by exact text only.
+ * Parse failures are marked too (FLOAT(0), an out-of-range column number:
+ * the grammar checks a few values). The depth pre-check runs on texts longer
+ * than TG_SQL_SHORT_TEXT only, so that length class is part of the key. The
+ * normalizer refuses backslashes, and the guard denies turning
+ * standard_conforming_strings off (SET and set_config): both are needed for
+ * a string span to mean the same to the server in every session.
+ *
  * libpg_query keeps per-thread memory contexts (freed at thread exit), so the
  * guard may be used from any number of threads at once. A guard is immutable
  * after tg_sql_guard_new(); a cache belongs to one thread.
@@ -43,13 +64,18 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <pg_query.h>
 #include <pg_query/pg_query.pb-c.h>
 #include <xxhash.h>
 
+#include "policy/sql_normalize.h"
 #include "proxy/error.h"
 
 /* ---- limits ------------------------------------------------------------------------------- */
@@ -105,6 +131,7 @@ static const char *const default_deny_functions[] = {
                     pg_stat_reset*, pg_stat_file, per-table counters of every tenant */
     "pg_lock_status",
     "pg_prepared_xact",
+    "pg_backend_pid", /* tenants never learn backend pids */
     /* server configuration and files */
     "pg_reload_conf",
     "pg_rotate_logfile*",
@@ -160,6 +187,9 @@ static const char *const default_deny_relations[] = {
     "pg_replication_slots",
     "pg_statistic",
     "pg_statistic_ext_data",
+    "pg_stats", /* most_common_vals and histograms: other tenants' values */
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
 };
 
 /*
@@ -425,6 +455,15 @@ static uint64_t hash_list(const name_list *l, uint64_t h)
     return XXH3_64bits_withSeed("|", 1, h);
 }
 
+static pthread_once_t g_secret_once = PTHREAD_ONCE_INIT;
+static uint64_t g_secret;
+
+static void secret_init(void)
+{
+    if (getrandom(&g_secret, sizeof(g_secret), 0) != (ssize_t)sizeof(g_secret))
+        g_secret = (uint64_t)time(NULL) ^ (uint64_t)getpid(); /* getrandom cannot fail on Linux */
+}
+
 tg_sql_guard *tg_sql_guard_new(const tg_sql_guard_config *cfg)
 {
     tg_sql_guard *g = calloc(1, sizeof(*g));
@@ -453,7 +492,9 @@ tg_sql_guard *tg_sql_guard_new(const tg_sql_guard_config *cfg)
     h = hash_list(&g->reserved, h);
     h = hash_list(&g->deny_functions, h);
     h = hash_list(&g->deny_relations, h);
-    g->identity = h;
+    /* A per-process secret in the seeds: cache keys cannot be aimed at from outside. */
+    pthread_once(&g_secret_once, secret_init);
+    g->identity = XXH3_64bits_withSeed(&g_secret, sizeof(g_secret), h);
     return g;
 }
 
@@ -576,7 +617,8 @@ typedef struct walker {
     bool no_strings; /* inside a ColumnRef or a constant: String nodes are not names */
     bool deny;
     bool rewrite;
-    bool transient; /* the DENY comes from a lack of memory: do not cache it */
+    bool transient;         /* the DENY comes from a lack of memory: do not cache it */
+    bool literal_sensitive; /* the verdict read a literal's value: no normalized key */
     char reason[REASON_SIZE];
 } walker;
 
@@ -642,6 +684,25 @@ static PgQuery__AConst *node_string_const(const PgQuery__Node *n)
         n->a_const->sval->sval)
         return n->a_const;
     return NULL;
+}
+
+/*
+ * Every read of a value that may come from a literal in the text (an A_Const,
+ * a String or Integer built from one, a file name) goes through here, so that
+ * the verdict is known to depend on it: see "The normalized key" above.
+ * Returns n unchanged.
+ */
+static const PgQuery__Node *literal(walker *w, const PgQuery__Node *n)
+{
+    w->literal_sensitive = true;
+    return n;
+}
+
+/* literal() for a string field of a message rather than a Node. */
+static const char *literal_str(walker *w, const char *s)
+{
+    (void)literal(w, NULL);
+    return s;
 }
 
 static bool is_stmt_descriptor(const ProtobufCMessageDescriptor *d)
@@ -719,11 +780,13 @@ static void check_set(walker *w, const PgQuery__VariableSetStmt *s)
     if (s->kind != PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE)
         return; /* DEFAULT / RESET / FROM CURRENT of an ordinary setting */
     if (ascii_ieq(s->name, "client_encoding")) {
-        const PgQuery__AConst *c = s->n_args == 1 ? node_string_const(s->args[0]) : NULL;
+        const PgQuery__AConst *c =
+            s->n_args == 1 ? node_string_const(literal(w, s->args[0])) : NULL;
         if (!c || client_encoding_unsafe(c->sval->sval))
             deny(w, "SET client_encoding to an encoding that is not ASCII-safe is not allowed");
     } else if (ascii_ieq(s->name, "standard_conforming_strings")) {
-        if (s->n_args != 1 || !bool_on(s->args[0]))
+        /* Must stay denied: policy/sql_normalize.c relies on it (see the top of this file). */
+        if (s->n_args != 1 || !bool_on(literal(w, s->args[0])))
             deny(w, "SET standard_conforming_strings off is not allowed");
     }
 }
@@ -761,7 +824,8 @@ static void channel_name(walker *w, char **name, bool allow_all)
 
 static void check_pg_notify(walker *w, PgQuery__FuncCall *fc)
 {
-    PgQuery__AConst *c = fc->n_args >= 1 ? node_string_const(fc->args[0]) : NULL;
+    /* The channel's emptiness and length decide between REWRITE and DENY. */
+    PgQuery__AConst *c = fc->n_args >= 1 ? node_string_const(literal(w, fc->args[0])) : NULL;
     if (!c || fc->func_variadic) {
         deny(w, "pg_notify channel must be a constant");
         return;
@@ -771,7 +835,7 @@ static void check_pg_notify(walker *w, PgQuery__FuncCall *fc)
 
 static void check_set_config(walker *w, const PgQuery__FuncCall *fc)
 {
-    const PgQuery__AConst *c = fc->n_args >= 1 ? node_string_const(fc->args[0]) : NULL;
+    const PgQuery__AConst *c = fc->n_args >= 1 ? node_string_const(literal(w, fc->args[0])) : NULL;
     if (!c || fc->func_variadic) {
         deny(w, "function set_config with a non-constant setting name is not allowed");
         return;
@@ -868,7 +932,11 @@ static void judge_transaction(walker *w, const PgQuery__TransactionStmt *t)
 
 static void judge_copy(walker *w, const PgQuery__CopyStmt *c)
 {
-    if (c->is_program || str_set(c->filename)) {
+    /*
+     * The file name is a literal, and the tree cannot tell FROM '' from FROM
+     * STDIN (both are an empty string): the verdict depends on the value.
+     */
+    if (c->is_program || str_set(literal_str(w, c->filename))) {
         deny(w, "COPY to or from a file or program is not allowed");
         return;
     }
@@ -876,29 +944,16 @@ static void judge_copy(walker *w, const PgQuery__CopyStmt *c)
         check_write_target(w, c->relation);
 }
 
-/* An option argument PostgreSQL's defGetBoolean() reads as false. */
-static bool option_false(const PgQuery__Node *arg)
-{
-    const char *s = node_string(arg);
-    if (s)
-        return ascii_ieq(s, "false") || ascii_ieq(s, "off");
-    return arg && arg->node_case == PG_QUERY__NODE__NODE_INTEGER && arg->integer &&
-           arg->integer->ival == 0;
-}
-
+/*
+ * EXPLAIN is refused whatever its options: the planner's estimates come from
+ * statistics over every tenant's rows, so "rows=5" for a filter on another
+ * tenant's id tells that those rows exist and how many (SPEC §6.1), and
+ * ANALYZE's "Rows Removed by Filter" counts the rows RLS hid.
+ */
 static void judge_explain(walker *w, const PgQuery__ExplainStmt *e)
 {
-    for (size_t i = 0; i < e->n_options; i++) {
-        const PgQuery__Node *o = e->options[i];
-        if (o && o->node_case == PG_QUERY__NODE__NODE_DEF_ELEM && o->def_elem &&
-            str_set(o->def_elem->defname) && ascii_ieq(o->def_elem->defname, "analyze") &&
-            !option_false(o->def_elem->arg)) {
-            /* "Rows Removed by Filter" counts the rows RLS hid: other tenants' rows. */
-            deny(w, "EXPLAIN ANALYZE is not allowed (it shows counts of rows hidden by "
-                    "row-level security)");
-            return;
-        }
-    }
+    (void)e;
+    deny(w, "EXPLAIN is not allowed (its estimates count rows of every tenant)");
 }
 
 static void judge_alter_table(walker *w, const PgQuery__AlterTableStmt *a)
@@ -907,6 +962,8 @@ static void judge_alter_table(walker *w, const PgQuery__AlterTableStmt *a)
         const PgQuery__Node *n = a->cmds[i];
         if (!n || n->node_case != PG_QUERY__NODE__NODE_ALTER_TABLE_CMD || !n->alter_table_cmd)
             continue;
+        if (n->alter_table_cmd->num != 0)
+            (void)literal(w, n); /* ALTER [COLUMN] <number>: the grammar range-checks it */
         switch (n->alter_table_cmd->subtype) {
         case PG_QUERY__ALTER_TABLE_TYPE__AT_DisableRowSecurity:
             deny(w, "ALTER TABLE DISABLE ROW LEVEL SECURITY is not allowed");
@@ -1079,9 +1136,10 @@ static void visit(walker *w, ProtobufCMessage *m)
          * DDL names functions without calling them (CREATE AGGREGATE ... SFUNC,
          * CREATE OPERATOR ... FUNCTION, CREATE CAST ... WITH FUNCTION): inside
          * DDL, any name of a denied function (or set_config / pg_notify) is denied.
+         * Such a String may come from a literal (SFUNC = 'set_config'): literal_str().
          */
         const char *s = ((const PgQuery__String *)m)->sval;
-        if (w->in_ddl && !w->no_strings && str_set(s) && !function_denied(w, s) &&
+        if (w->in_ddl && !w->no_strings && str_set(literal_str(w, s)) && !function_denied(w, s) &&
             (ascii_ieq(s, "set_config") || ascii_ieq(s, "pg_notify")))
             deny(w, "function %s is not allowed in DDL", sanitize(s).s);
     } else if (d == &pg_query__select_stmt__descriptor) {
@@ -1406,6 +1464,7 @@ static void judge_text(walker *w, const char *text, size_t len, arena *a,
             return;
         }
         if (rc < 0) {
+            (void)literal(w, NULL); /* see below */
             deny(w, "statement could not be parsed");
             return;
         }
@@ -1416,7 +1475,12 @@ static void judge_text(walker *w, const char *text, size_t len, arena *a,
     }
     *parse = pg_query_parse_protobuf(text);
     if (parse->error) {
-        /* The parser's message may quote the statement: never pass it on. */
+        /*
+         * The parser's message may quote the statement: never pass it on.
+         * Whether a text parses may depend on a literal's value (FLOAT(0),
+         * a column number out of range): never cached by normalized key.
+         */
+        (void)literal(w, NULL);
         deny(w, "statement could not be parsed");
         return;
     }
@@ -1465,8 +1529,12 @@ static void walker_init(walker *w, const tg_sql_guard *g, enum walk_mode mode, c
     w->prefix_len = prefix ? strlen(prefix) : 0;
 }
 
-/* Judges sql into out; returns whether the verdict may be cached. */
-static bool judge(const tg_sql_guard *g, const char *sql, size_t len, tg_sql_verdict *out)
+/*
+ * Judges sql into out; returns whether the verdict may be cached, and sets
+ * *by_shape to whether it may also be cached under the normalized key.
+ */
+static bool judge(const tg_sql_guard *g, const char *sql, size_t len, tg_sql_verdict *out,
+                  bool *by_shape)
 {
     walker w;
     walker_init(&w, g, WALK_CHECK, NULL);
@@ -1494,6 +1562,8 @@ static bool judge(const tg_sql_guard *g, const char *sql, size_t len, tg_sql_ver
     out->kind = w.deny ? TG_SQL_DENY : w.rewrite ? TG_SQL_REWRITE : TG_SQL_ALLOW;
     memcpy(out->reason, w.deny ? w.reason : "", w.deny ? sizeof(out->reason) : 1);
     out->reason[sizeof(out->reason) - 1] = '\0';
+    /* REWRITE needs the text itself (tg_sql_guard_rewrite): never by shape. */
+    *by_shape = !w.transient && !w.literal_sensitive && out->kind != TG_SQL_REWRITE;
     return !w.transient;
 }
 
@@ -1501,9 +1571,19 @@ static bool judge(const tg_sql_guard *g, const char *sql, size_t len, tg_sql_ver
 
 #define NIL UINT32_MAX
 
+/*
+ * One LRU holds two key spaces. Exact text: key = XXH3(fingerprint) seeded
+ * with the guard's identity, check = XXH3(text) with an independent seed, len
+ * = the text's length. Normalized: key and check = XXH3 of the normalized form
+ * with two more independent seeds, len = NORM_LEN_BIT | the length class |
+ * the form's length, so the two spaces cannot meet even on a double collision.
+ */
+#define NORM_LEN_BIT (UINT64_C(1) << 63)
+#define NORM_LONG_BIT (UINT64_C(1) << 62) /* longer than TG_SQL_SHORT_TEXT: depth pre-check */
+
 typedef struct cache_entry {
-    uint64_t key;   /* XXH3(fingerprint) seeded with the guard's identity */
-    uint64_t check; /* XXH3(text) with an independent seed: guards against key collisions */
+    uint64_t key;   /* see above */
+    uint64_t check; /* a second, independent hash: guards against key collisions */
     uint64_t len;
     uint32_t prev, next; /* LRU list, most recent first */
     uint32_t chain;      /* next entry of the same bucket */
@@ -1517,6 +1597,7 @@ struct tg_sql_cache {
     uint32_t *buckets;
     cache_entry *entries;
     uint64_t hits, misses, evictions;
+    uint64_t norm_hits, norm_refused;
 };
 
 tg_sql_cache *tg_sql_cache_new(uint32_t entries)
@@ -1562,6 +1643,8 @@ void tg_sql_cache_stats(const tg_sql_cache *c, tg_sql_cache_counters *out)
     out->hits = c->hits;
     out->misses = c->misses;
     out->evictions = c->evictions;
+    out->norm_hits = c->norm_hits;
+    out->norm_refused = c->norm_refused;
 }
 
 static void lru_unlink(tg_sql_cache *c, uint32_t i)
@@ -1641,6 +1724,49 @@ static void cache_store(tg_sql_cache *c, uint64_t key, uint64_t check, uint64_t 
 /* ---- public entry points ------------------------------------------------------------------ */
 
 #define CHECK_SEED_SALT UINT64_C(0x9e3779b97f4a7c15)
+#define NORM_KEY_SALT UINT64_C(0xc2b2ae3d27d4eb4f)
+#define NORM_CHECK_SALT UINT64_C(0x165667b19e3779f9)
+/* Texts up to this size are normalized on the stack; longer ones in a heap buffer. */
+#define TG_SQL_NORM_STACK 4096
+
+typedef struct norm_key {
+    uint64_t key, check, len;
+} norm_key;
+
+/*
+ * The normalized key of sql: 1 when there is one, 0 when the text has no
+ * literal (its exact key says it all), TG_EINVAL when the normalizer refused
+ * it, TG_ENOMEM.
+ */
+static int normalized_key(const tg_sql_guard *g, const char *sql, size_t len, norm_key *k)
+{
+    char stack[TG_SQL_NORM_STACK];
+    char *buf = len <= sizeof(stack) ? stack : malloc(len);
+    if (!buf)
+        return TG_ENOMEM;
+    size_t nlen;
+    int rc = tg_sql_normalize(sql, len, buf, len <= sizeof(stack) ? sizeof(stack) : len, &nlen);
+    if (rc > 0) {
+        k->key = XXH3_64bits_withSeed(buf, nlen, g->identity ^ NORM_KEY_SALT);
+        k->check = XXH3_64bits_withSeed(buf, nlen, g->identity ^ NORM_CHECK_SALT);
+        k->len = NORM_LEN_BIT | (len > TG_SQL_SHORT_TEXT ? NORM_LONG_BIT : 0) | (uint64_t)nlen;
+        rc = 1;
+    }
+    if (buf != stack)
+        free(buf);
+    return rc;
+}
+
+/* Serves entry i of the cache into out. */
+static tg_sql_verdict_kind cache_serve(tg_sql_cache *c, uint32_t i, tg_sql_verdict *out)
+{
+    c->hits++;
+    lru_unlink(c, i);
+    lru_push_front(c, i);
+    out->kind = (tg_sql_verdict_kind)c->entries[i].kind;
+    memcpy(out->reason, c->entries[i].reason, sizeof(out->reason));
+    return out->kind;
+}
 
 tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cache, const char *sql,
                                        size_t len, tg_sql_verdict *out)
@@ -1655,23 +1781,33 @@ tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cach
         sql = "";
     out->fingerprint = XXH3_64bits(sql, len);
     uint64_t key = 0, check = 0;
+    norm_key nk = {0, 0, 0};
+    int have_norm = 0;
     if (cache) {
         key = XXH3_64bits_withSeed(&out->fingerprint, sizeof(out->fingerprint), g->identity);
         check = XXH3_64bits_withSeed(sql, len, g->identity ^ CHECK_SEED_SALT);
         uint32_t i = cache_find(cache, key, check, len);
-        if (i != NIL) {
-            cache->hits++;
-            lru_unlink(cache, i);
-            lru_push_front(cache, i);
-            out->kind = (tg_sql_verdict_kind)cache->entries[i].kind;
-            memcpy(out->reason, cache->entries[i].reason, sizeof(out->reason));
-            return out->kind;
+        if (i != NIL)
+            return cache_serve(cache, i, out);
+        have_norm = normalized_key(g, sql, len, &nk);
+        if (have_norm == TG_EINVAL)
+            cache->norm_refused++;
+        if (have_norm > 0) {
+            i = cache_find(cache, nk.key, nk.check, nk.len);
+            if (i != NIL) {
+                cache->norm_hits++;
+                return cache_serve(cache, i, out);
+            }
         }
         cache->misses++;
     }
-    bool cacheable = judge(g, sql, len, out);
-    if (cache && cacheable)
+    bool by_shape;
+    bool cacheable = judge(g, sql, len, out, &by_shape);
+    if (cache && cacheable) {
         cache_store(cache, key, check, len, out);
+        if (have_norm > 0 && by_shape)
+            cache_store(cache, nk.key, nk.check, nk.len, out);
+    }
     return out->kind;
 }
 

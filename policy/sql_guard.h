@@ -47,16 +47,28 @@ void tg_sql_guard_free(tg_sql_guard *g);
 tg_sql_cache *tg_sql_cache_new(uint32_t entries);
 void tg_sql_cache_free(tg_sql_cache *c);
 
-/* Counters of a cache, for metrics and tests (all zero when c is NULL). */
+/*
+ * Counters of a cache, for metrics and tests (all zero when c is NULL).
+ * hits: verdicts served from the cache, by exact text or by normalized key;
+ * misses: checks that had to parse. Of the hits, norm_hits came by the
+ * statement's literal-blind key (policy/sql_normalize.h); norm_refused counts
+ * exact-text misses whose text the normalizer refused (comments, dollar
+ * quotes, E'' strings...); texts without any literal count in neither.
+ */
 typedef struct tg_sql_cache_counters {
     uint32_t capacity, entries;
     uint64_t hits, misses, evictions;
+    uint64_t norm_hits, norm_refused;
 } tg_sql_cache_counters;
 void tg_sql_cache_stats(const tg_sql_cache *c, tg_sql_cache_counters *out);
 
 /*
  * Judges sql (len bytes, need not be NUL-terminated; may hold several
  * statements). cache may be NULL. Fills *out and returns out->kind.
+ * With a cache: the exact text is looked up first, then the text with its
+ * literal values blanked out (only verdicts that did not depend on any
+ * literal's value, and never REWRITE, are stored under that key), then the
+ * text is parsed and judged.
  */
 tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cache, const char *sql,
                                        size_t len, tg_sql_verdict *out);

@@ -25,7 +25,7 @@ else
     type=RelWithDebInfo
 fi
 jobs=$(nproc)
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE="$type" -DTG_SANITIZE="$sanitize" >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE="$type" -DTG_SANITIZE="$sanitize" -DTG_TESTS=ON >/dev/null
 cmake --build "$build" -j"$jobs"
 export TG_SANITIZED=${sanitize:+1}
 # shellcheck disable=SC2086

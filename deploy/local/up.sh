@@ -18,9 +18,9 @@ cd "$root"
 tg_require_packages $TG_BUILD_PACKAGES postgresql postgresql-client redis-server redis-tools curl
 
 build=${TG_BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTG_TESTS=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" --target tenantgate >/dev/null
-bin="$root/$build/tenantgate"
+case "$build" in /*) bin="$build/tenantgate" ;; *) bin="$root/$build/tenantgate" ;; esac
 
 dir=${TG_UP_DIR:-$(mktemp -d /tmp/tenantgate-up.XXXXXX)}
 mkdir -p "$dir"
@@ -72,6 +72,7 @@ cp deploy/sql/tenantgate.sql "$dir/tenantgate.sql"
 [ "$(id -u)" -eq 0 ] && chown postgres "$dir/tenantgate.sql"
 psql_owner -v app_role=app -f "$dir/tenantgate.sql" >/dev/null
 psql_owner >/dev/null <<SQL
+SET client_min_messages = warning;
 ALTER ROLE app PASSWORD '$app_password';
 CREATE TABLE documents (id serial PRIMARY KEY, title text NOT NULL);
 SELECT tenantgate.protect_table('documents');

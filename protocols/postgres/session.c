@@ -86,6 +86,10 @@ typedef struct pg_session {
     bool tenant_counted;
     uint64_t pass_client, pass_backend; /* bytes of a streamed frame still to relay */
     uint64_t syncs_sent, syncs_received;
+    /* COPY FROM STDIN: the backend ignores Syncs while in copy-in mode (libpq sends one
+     * right after the Execute of an extended-protocol COPY), so they end no batch. */
+    uint64_t syncs_since_cmd; /* Syncs counted since the last Query or Execute */
+    bool in_copy;             /* client CopyData seen, CopyDone / CopyFail not yet */
     pg_denial *denials;
     size_t n_denials, cap_denials;
     char channel_prefix[TG_SQL_CHANNEL_PREFIX_LEN + 1];
@@ -223,42 +227,6 @@ static bool reserved_setting(const tg_postgres_config *p, const char *name, size
 }
 
 /*
- * Settings that change how the server splits statement text. The SQL guard
- * parses with standard_conforming_strings on and the bytes as sent, and
- * refuses SETs that move away from that (policy/sql_guard.c); startup
- * parameters must not either, or "SELECT '\' || $$'; SET app.tenant_id ..."
- * (scs off) or a Shift-JIS character ending in 0x5c would hide a statement
- * from the guard. Encoding names are normalised as PostgreSQL does.
- */
-static bool startup_value_safe(tg_slice name, tg_slice value)
-{
-    static const char *const scs_on[] = {"on", "true", "yes", "1", NULL};
-    static const char *const unsafe_encodings[] = {
-        "sjis",  "shiftjis",   "mskanji",    "windows932", "win932", "cp932",      "shiftjis2004",
-        "big5",  "windows950", "win950",     "cp950",      "gbk",    "windows936", "win936",
-        "cp936", "uhc",        "windows949", "win949",     "cp949",  "gb18030",    NULL,
-    };
-    if (name.len == 27 &&
-        strncasecmp((const char *)name.base, "standard_conforming_strings", 27) == 0)
-        return in_list(scs_on, (const char *)value.base, value.len);
-    if (name.len != 15 || strncasecmp((const char *)name.base, "client_encoding", 15) != 0)
-        return true;
-    char norm[32];
-    size_t n = 0;
-    for (size_t i = 0; i < value.len; i++) {
-        char ch = (char)value.base[i];
-        if (ch >= 'A' && ch <= 'Z')
-            ch = (char)(ch - 'A' + 'a');
-        if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) {
-            if (n + 1 >= sizeof(norm))
-                return false; /* no encoding name is this long */
-            norm[n++] = ch;
-        }
-    }
-    return !in_list(unsafe_encodings, norm, n);
-}
-
-/*
  * Client encodings whose multibyte characters can hide a quote or a backslash
  * (SJIS, BIG5, GBK, UHC, GB18030, JOHAB) would make the backend read a
  * statement differently from the guard's parser: only these are accepted.
@@ -291,6 +259,25 @@ static bool safe_client_encoding(tg_slice value)
     return false;
 }
 
+/*
+ * Settings that change how the server splits statement text. The SQL guard
+ * parses with standard_conforming_strings on and the bytes as sent, and
+ * refuses SETs that move away from that (policy/sql_guard.c); startup
+ * parameters must not either, or "SELECT '\' || $$'; SET app.tenant_id ..."
+ * (scs off) or a Shift-JIS character ending in 0x5c would hide a statement
+ * from the guard.
+ */
+static bool startup_value_safe(tg_slice name, tg_slice value)
+{
+    static const char *const scs_on[] = {"on", "true", "yes", "1", NULL};
+    if (name.len == 27 &&
+        strncasecmp((const char *)name.base, "standard_conforming_strings", 27) == 0)
+        return in_list(scs_on, (const char *)value.base, value.len);
+    if (name.len == 15 && strncasecmp((const char *)name.base, "client_encoding", 15) == 0)
+        return safe_client_encoding(value);
+    return true;
+}
+
 /* Keeps an allow-listed setting for the backend; refuses a reserved one. */
 static int take_setting(tg_conn *c, pg_session *s, tg_slice name, tg_slice value)
 {
@@ -298,12 +285,6 @@ static int take_setting(tg_conn *c, pg_session *s, tg_slice name, tg_slice value
     if (reserved_setting(p, (const char *)name.base, name.len)) {
         client_error(c, s, "FATAL", "42501", "tenantgate: setting \"%.*s\" is reserved",
                      (int)name.len, (const char *)name.base);
-        return TG_EAUTH;
-    }
-    if (name.len == 15 && strncasecmp((const char *)name.base, "client_encoding", 15) == 0 &&
-        !safe_client_encoding(value)) {
-        client_error(c, s, "FATAL", "42501", "tenantgate: client_encoding \"%.*s\" is not allowed",
-                     (int)(value.len > 32 ? 32 : value.len), (const char *)value.base);
         return TG_EAUTH;
     }
     if (!startup_value_safe(name, value)) {
@@ -904,8 +885,18 @@ static ssize_t relay_client(tg_conn *c, pg_session *s, const uint8_t *data, size
                 return r;
             s->pass_client = frame - k;
             off += k;
-            if (type == PqMsg_Sync)
+            if (type == PqMsg_Sync && !s->in_copy) {
                 s->syncs_sent++;
+                s->syncs_since_cmd++;
+            } else if (type == PqMsg_Execute) {
+                s->syncs_since_cmd = 0;
+            } else if (type == PqMsg_CopyData || type == PqMsg_CopyDone || type == PqMsg_CopyFail) {
+                if (!s->in_copy) { /* the copy began: Syncs since its command were ignored */
+                    s->syncs_sent -= s->syncs_since_cmd;
+                    s->syncs_since_cmd = 0;
+                }
+                s->in_copy = type == PqMsg_CopyData;
+            }
             continue;
         }
         if (length > max) {
@@ -923,6 +914,7 @@ static ssize_t relay_client(tg_conn *c, pg_session *s, const uint8_t *data, size
         int r;
         switch (type) {
         case PqMsg_Query:
+            s->syncs_since_cmd = 0;
             r = on_query(c, s, data + off, &m);
             break;
         case PqMsg_Parse:

@@ -2,27 +2,46 @@
  * libFuzzer target for the SQL guard (policy/sql_guard.c).
  *
  *   arbitrary bytes --as statement text--> tg_sql_guard_check
- *        (guard with allow_ddl off, no cache; guard with allow_ddl on, a small shared cache)
+ *        (guard with allow_ddl off, guard with allow_ddl on; each with no cache, and
+ *         through one long-lived cache shared by both, warmed first with a
+ *         literal-varied twin of the input so that the normalized key is hit)
  *        --REWRITE--> tg_sql_guard_rewrite --> the text that would leave, checked again
  *
  * Invariants: never crash or over-read (ASan/UBSan; the input is copied to an
  * exact-size buffer); the verdict kind is valid and equals the return value;
  * the reason is NUL-terminated, empty unless DENY, non-empty for DENY; the
  * fingerprint is the same with and without the cache and on a cache hit; a
- * cached verdict equals the uncached one; a rewrite succeeds only on REWRITE
+ * verdict through the warm shared cache (by exact text or by normalized key)
+ * equals, kind and reason, the verdict with no cache, for every input; the
+ * normalizer's form is never longer than the input and holds one marker per
+ * literal it reports; a rewrite succeeds only on REWRITE
  * or ALLOW texts, yields NUL-terminated text of the reported length, and that
  * text is never denied by the guard (but for a channel name that cannot take
  * a second prefix).
  */
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "policy/sql_guard.h"
+#include "policy/sql_normalize.h"
+#include "proxy/error.h"
 
 static tg_sql_guard *strict, *ddl;
-static tg_sql_cache *cache;
+static tg_sql_cache *cache; /* one for the whole run, both guards */
+
+static void report(void)
+{
+    tg_sql_cache_counters s;
+    tg_sql_cache_stats(cache, &s);
+    fprintf(stderr,
+            "sql_guard_fuzz cache: %" PRIu64 " hits (%" PRIu64 " by normalized key), %" PRIu64
+            " parses, %" PRIu64 " refused by the normalizer, %" PRIu64 " evictions\n",
+            s.hits, s.norm_hits, s.misses, s.norm_refused, s.evictions);
+}
 
 static void setup(void)
 {
@@ -33,9 +52,63 @@ static void setup(void)
     tg_sql_guard_config b = {"app.tenant_id", true, reserved, funcs, rels};
     strict = tg_sql_guard_new(&a);
     ddl = tg_sql_guard_new(&b);
-    cache = tg_sql_cache_new(128);
+    cache = tg_sql_cache_new(4096);
     if (!strict || !ddl || !cache)
         abort();
+    atexit(report);
+}
+
+/*
+ * A twin of sql (same length) with other literal values: digits rotated
+ * everywhere, letters rotated between single quotes. Rough on purpose: where
+ * it keeps the shape, the check of sql that follows is served by shape.
+ */
+static void make_twin(const char *sql, size_t len, char *out)
+{
+    bool in_quote = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = sql[i];
+        if (c == '\'')
+            in_quote = !in_quote;
+        else if (c >= '0' && c <= '9')
+            c = (char)('0' + (c - '0' + 3) % 10);
+        else if (in_quote && c >= 'a' && c <= 'z')
+            c = (char)('a' + (c - 'a' + 7) % 26);
+        out[i] = c;
+    }
+}
+
+static void same_verdict(const tg_sql_verdict *a, const tg_sql_verdict *b)
+{
+    if (a->kind != b->kind || strcmp(a->reason, b->reason) != 0 || a->fingerprint != b->fingerprint)
+        abort();
+}
+
+/* The normalizer's own invariants. */
+static void check_normalize(const char *sql, size_t size)
+{
+    char *out = malloc(size ? size : 1);
+    if (!out)
+        return;
+    size_t n = 0;
+    int rc = tg_sql_normalize(sql, size, out, size, &n);
+    if (rc >= 0) {
+        size_t markers = 0;
+        if (n > size)
+            abort();
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)out[i];
+            if (c == TG_SQL_NORM_ICONST || c == TG_SQL_NORM_FCONST || c == TG_SQL_NORM_SCONST)
+                markers++;
+            else if (c < 0x09 || c >= 0x7f || c == '\\')
+                abort(); /* a byte the normalizer promised to refuse */
+        }
+        if (markers != (size_t)rc)
+            abort();
+    } else if (rc != TG_EINVAL) {
+        abort();
+    }
+    free(out);
 }
 
 static void check_verdict(const tg_sql_verdict *v, tg_sql_verdict_kind k)
@@ -89,17 +162,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(sql, data, size);
 
-    tg_sql_verdict v1, v2, v3;
+    check_normalize(sql, size);
+    char *twin = malloc(size ? size : 1);
+    if (!twin) {
+        free(sql);
+        return 0;
+    }
+    make_twin(sql, size, twin);
+
+    tg_sql_verdict v0, v1, v2, v3, vs, vt;
     tg_sql_verdict_kind k1 = tg_sql_guard_check(strict, NULL, sql, size, &v1);
     check_verdict(&v1, k1);
+    tg_sql_guard_check(strict, cache, twin, size, &vt); /* warms the shape */
+    check_verdict(&vt, vt.kind);
+    tg_sql_verdict_kind ks = tg_sql_guard_check(strict, cache, sql, size, &vs);
+    check_verdict(&vs, ks);
+    same_verdict(&v1, &vs); /* warm cache == no cache */
+
+    tg_sql_verdict_kind k0 = tg_sql_guard_check(ddl, NULL, sql, size, &v0);
+    check_verdict(&v0, k0);
+    tg_sql_guard_check(ddl, cache, twin, size, &vt);
+    check_verdict(&vt, vt.kind);
     tg_sql_verdict_kind k2 = tg_sql_guard_check(ddl, cache, sql, size, &v2);
     check_verdict(&v2, k2);
+    same_verdict(&v0, &v2);
     tg_sql_verdict_kind k3 = tg_sql_guard_check(ddl, cache, sql, size, &v3); /* a hit */
     check_verdict(&v3, k3);
-    if (v1.fingerprint != v2.fingerprint || v2.fingerprint != v3.fingerprint)
+    same_verdict(&v2, &v3);
+    if (v1.fingerprint != v2.fingerprint)
         abort();
-    if (k2 != k3 || strcmp(v2.reason, v3.reason) != 0)
-        abort();
+    free(twin);
     /* allow_ddl and the extras only ever change DDL and the extra names */
     if (k1 == TG_SQL_REWRITE)
         try_rewrite(strict, sql, size);
