@@ -16,6 +16,7 @@
 
 #include "proxy/error.h"
 #include "protocols/postgres/session.h"
+#include "protocols/redis/session.h"
 #include "protocols/tcp/session.h"
 
 typedef struct active_entry {
@@ -50,8 +51,10 @@ const tg_protocol_ops *tg_runtime_protocol_ops(tg_protocol p)
         return &tg_tcp_protocol;
     case TG_PROTO_POSTGRES:
         return &tg_pg_protocol;
+    case TG_PROTO_REDIS:
+        return &tg_redis_protocol;
     default:
-        return NULL; /* redis, mongodb, bolt: not implemented yet */
+        return NULL; /* mongodb, bolt: not implemented yet */
     }
 }
 

@@ -165,8 +165,10 @@ static int send_out(tg_conn *c, pg_session *s, tg_side_id to)
 }
 
 /* Sends an ErrorResponse to the client; FATAL ones also end the session. */
-static int client_error(tg_conn *c, pg_session *s, const char *severity, const char *sqlstate,
-                        const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static int client_error(tg_conn *c, pg_session *s,
+                                                              const char *severity,
+                                                              const char *sqlstate, const char *fmt,
+                                                              ...)
 {
     char msg[512];
     va_list ap;

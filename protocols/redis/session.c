@@ -1,0 +1,1062 @@
+/*
+ * protocol: redis -- the session state machine.
+ *
+ *   NOAUTH (no backend) --AUTH/HELLO AUTH ok--> CONNECTING --backend up--> READY
+ *      ^  pre-auth limits; anything else -NOAUTH       | service AUTH sent (reply swallowed)
+ *      |                                               v
+ *   NOAUTH (backend kept) <--client RESET------------ READY: judge every command
+ *      '--AUTH/HELLO AUTH ok (no backend RESET needed)--^
+ *
+ * Client requests are decoded with tg_resp_decode_request (pre-auth limits
+ * before authentication) and judged by policy/redis_policy:
+ *
+ *   FORWARD / REWRITE_PATTERN --> scatter/gather: new `$len` header + prefix (copied),
+ *                                 the argument itself forwarded from the input (no copy)
+ *   DENY                      --> "-NOPERM tenantgate: <reason>" (local, ordered)
+ *   LOCAL                     --> AUTH / HELLO / RESET / QUIT / SELECT 0 emulated here
+ *
+ * Every request sent to the backend expects exactly one reply; the session keeps
+ * a FIFO of what to do with each, and the reply queue (proxy/reply_queue.h)
+ * slots local replies in between:
+ *
+ *   client:  SET k v      DEL x(denied)    KEYS *        RESET
+ *   backend: SET t:a:k v                   KEYS t:a:*    RESET, AUTH svc
+ *   fifo:    [FORWARD]                     [STRIP keys]  [AS_RESET][SWALLOW_AUTH]
+ *   queue:   [1 backend | "-NOPERM"][1 backend][1 backend][1 backend]
+ *   client sees: +OK, -NOPERM, [keys without t:a:], +RESET       (in request order)
+ *
+ * Decisions of this step (fail-closed where something is not done yet):
+ * - Pub/sub (SUBSCRIBE family, PUBLISH, PUBSUB) is refused: "pub/sub is not
+ *   supported yet". So is CLIENT REPLY (by the policy). Every forwarded command
+ *   then has exactly one reply. RESP3 out-of-band pushes ('>') are dropped and
+ *   never consume a FIFO entry.
+ * - Replies whose kind is not NONE are rebuilt with the prefix stripped. A key
+ *   without the tenant's prefix in a KEYS / SCAN / XREAD reply is dropped; in a
+ *   FIRST_KEY reply (BLPOP...) the whole reply becomes an error. Neither can
+ *   happen unless the prefixing itself failed.
+ * - Inside MULTI, commands whose reply needs rewriting are refused (the EXEC
+ *   array is then always forwarded as is); a refused command marks the
+ *   transaction dirty and EXEC is sent as DISCARD, answered -EXECABORT.
+ *   AUTH, HELLO and SELECT are refused inside MULTI too.
+ * - Re-auth for another tenant sends RESET + the service AUTH (+ HELLO 3 for a
+ *   RESP3 client) to the backend first, swallowing their replies.
+ * - Scripts: allow_scripts (per-tenant ACL users) is not implemented: the
+ *   listener refuses the setting and the judge refuses every script command.
+ * - The command table is the built-in one (redis 7.0); fetching COMMAND INFO
+ *   from the backend at connect is a later step.
+ * - Requests and replies are buffered whole (bounded by the codec limits:
+ *   512 MiB bulks), not streamed.
+ * - Backend error replies are forwarded as they are (a key quoted in an error
+ *   carries the tenant's own prefix).
+ */
+#include "protocols/redis/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "policy/redis_policy.h"
+#include "protocols/redis/codec.h"
+#include "proxy/auth.h"
+#include "proxy/conn.h"
+#include "proxy/error.h"
+#include "proxy/log.h"
+#include "proxy/metrics.h"
+#include "proxy/reply_queue.h"
+
+#define RS_PREFIX_MAX 512 /* expanded key_prefix */
+#define RS_TEMPLATE_MAX 256
+
+/* What every connection of a listener shares. */
+typedef struct rs_listener {
+    const tg_listener_config *cfg;
+    tg_redis_table *table; /* built-in; COMMAND INFO from the backend: later step */
+} rs_listener;
+
+/* X(name): what to do with the next backend reply. */
+#define RS_ACTION_MAP(X)                                                                           \
+    X(FORWARD)      /* as is */                                                                    \
+    X(STRIP)        /* rebuilt with prefixes stripped (reply kind in the entry) */                 \
+    X(SWALLOW)      /* RESET / HELLO sent for a tenant switch: dropped */                          \
+    X(SWALLOW_AUTH) /* service AUTH: dropped; an error ends the session */                         \
+    X(AS_RESET)     /* the backend's answer to an emulated RESET: "+RESET" */                      \
+    X(EXECABORT)    /* DISCARD sent for a dirty EXEC: "-EXECABORT ..." */
+
+typedef enum {
+#define RS_ACTION_ENUM(n) RS_##n,
+    RS_ACTION_MAP(RS_ACTION_ENUM)
+#undef RS_ACTION_ENUM
+} rs_action;
+
+typedef struct rs_expect {
+    uint8_t action; /* rs_action */
+    uint8_t kind;   /* tg_redis_reply_kind for RS_STRIP */
+} rs_expect;
+
+typedef struct rs_session {
+    const rs_listener *rl;
+    bool authed;     /* the client is authenticated (tenant and prefix valid) */
+    bool connecting; /* backend asked for, not up yet: client input waits */
+    bool backend_up;
+    bool done;     /* QUIT or fatal: nothing more is read */
+    bool quitting; /* QUIT answered once the queue drains */
+    bool resp3;    /* the client switched to RESP3 (HELLO 3) */
+    bool in_multi, multi_dirty;
+    bool first_ok; /* first auth was AUTH: "+OK" once the backend is up */
+    tg_identity id;
+    char prefix[RS_PREFIX_MAX];
+    size_t prefix_len;
+    uint8_t glob[2 * RS_PREFIX_MAX]; /* prefix with glob characters escaped */
+    size_t glob_len;
+    tg_buf pending; /* a HELLO to send once the backend is up (first auth) */
+    tg_buf out;     /* scratch for requests and replies built here */
+    tg_buf tmp;     /* scratch for reply elements */
+    tg_slice *argv;
+    uint8_t *roles;
+    uint32_t argv_cap;
+    rs_expect *fifo;
+    size_t fifo_cap, fifo_head, fifo_len;
+    tg_reply_queue rq;
+} rs_session;
+
+static const char noauth_hello[] =
+    "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+    "<proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
+    "protocol version at the same time\r\n";
+
+/* ---- listener state ------------------------------------------------------ */
+
+static int rs_listener_init(const struct tg_listener_config *cfg, void **state, char *err,
+                            size_t errlen)
+{
+    const char *tpl = cfg->redis.key_prefix;
+    if (!tpl || !strstr(tpl, "{tenant}") || strlen(tpl) > RS_TEMPLATE_MAX) {
+        snprintf(err, errlen,
+                 "listener %s: redis.key_prefix must contain {tenant} (at most %d bytes)",
+                 cfg->name, RS_TEMPLATE_MAX);
+        return TG_ECONFIG;
+    }
+    if (cfg->redis.allow_scripts) {
+        snprintf(err, errlen,
+                 "listener %s: redis.allow_scripts needs per-tenant ACL users, not implemented yet",
+                 cfg->name);
+        return TG_ECONFIG;
+    }
+    rs_listener *rl = calloc(1, sizeof(*rl));
+    /* Later step: fetch COMMAND INFO from the backend and build the table from its key specs. */
+    if (!rl || !(rl->table = tg_redis_table_builtin())) {
+        free(rl);
+        snprintf(err, errlen, "out of memory");
+        return TG_ECONFIG;
+    }
+    rl->cfg = cfg;
+    *state = rl;
+    return 0;
+}
+
+static void rs_listener_free(void *state)
+{
+    rs_listener *rl = state;
+    tg_redis_table_free(rl->table);
+    free(rl);
+}
+
+/* ---- sending and ordering -------------------------------------------------- */
+
+static int emit_client(void *ud, const uint8_t *p, size_t len)
+{
+    return tg_conn_send(ud, TG_SIDE_CLIENT, p, len);
+}
+
+/* A local reply, after every backend reply still due. */
+static int local_reply(tg_conn *c, rs_session *s, const void *p, size_t len)
+{
+    int r = tg_reply_queue_push_local(&s->rq, p, len);
+    if (r == 1)
+        return tg_conn_send(c, TG_SIDE_CLIENT, p, len);
+    return r;
+}
+
+static int local_str(tg_conn *c, rs_session *s, const char *str)
+{
+    return local_reply(c, s, str, strlen(str));
+}
+
+static int local_error(tg_conn *c, rs_session *s, const char *code, const char *reason)
+{
+    s->out.len = 0;
+    int r = tg_resp_write_reject(&s->out, code, reason);
+    return r < 0 ? r : local_reply(c, s, s->out.data, s->out.len);
+}
+
+/* Expects one more backend reply, handled with `action`. */
+static int expect(rs_session *s, rs_action action, tg_redis_reply_kind kind)
+{
+    if (s->fifo_len == s->fifo_cap) {
+        size_t cap = s->fifo_cap ? 2 * s->fifo_cap : 64;
+        rs_expect *f = malloc(cap * sizeof(*f));
+        if (!f)
+            return TG_ENOMEM;
+        for (size_t i = 0; i < s->fifo_len; i++)
+            f[i] = s->fifo[(s->fifo_head + i) % s->fifo_cap];
+        free(s->fifo);
+        s->fifo = f;
+        s->fifo_cap = cap;
+        s->fifo_head = 0;
+    }
+    s->fifo[(s->fifo_head + s->fifo_len) % s->fifo_cap] =
+        (rs_expect){(uint8_t)action, (uint8_t)kind};
+    s->fifo_len++;
+    return tg_reply_queue_expect_backend(&s->rq, 1);
+}
+
+/* Sends a request built from argv (copied) to the backend, expecting one reply. */
+static int backend_request(tg_conn *c, rs_session *s, const tg_slice *argv, uint32_t argc,
+                           rs_action action)
+{
+    s->out.len = 0;
+    int r = tg_resp_write_request(&s->out, argv, argc);
+    if (r == 0)
+        r = tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len);
+    return r < 0 ? r : expect(s, action, TG_REDIS_REPLY_NONE);
+}
+
+/* The service credentials: AUTH [user] password; nothing without a password. */
+static int backend_auth(tg_conn *c, rs_session *s)
+{
+    const tg_backend_config *b = &s->rl->cfg->backend;
+    if (!b->password.data)
+        return 0;
+    tg_slice argv[3];
+    uint32_t n = 0;
+    argv[n++] = tg_slice_str("AUTH");
+    if (b->user)
+        argv[n++] = tg_slice_str(b->user);
+    argv[n++] = (tg_slice){(const uint8_t *)b->password.data, b->password.len};
+    return backend_request(c, s, argv, n, RS_SWALLOW_AUTH);
+}
+
+static int backend_reset(tg_conn *c, rs_session *s, rs_action action)
+{
+    tg_slice argv[1] = {tg_slice_str("RESET")};
+    int r = backend_request(c, s, argv, 1, action);
+    return r < 0 ? r : backend_auth(c, s);
+}
+
+/* ---- authentication ------------------------------------------------------- */
+
+static void set_prefix(rs_session *s)
+{
+    const char *tpl = s->rl->cfg->redis.key_prefix;
+    size_t n = 0, tl = strlen(s->id.tenant);
+    for (const char *p = tpl; *p && n < RS_PREFIX_MAX;) {
+        if (strncmp(p, "{tenant}", 8) == 0) {
+            size_t k = tl < RS_PREFIX_MAX - n ? tl : RS_PREFIX_MAX - n;
+            memcpy(s->prefix + n, s->id.tenant, k);
+            n += k;
+            p += 8;
+        } else {
+            s->prefix[n++] = *p++;
+        }
+    }
+    /* RS_TEMPLATE_MAX + 64-byte tenants fit: no truncation. */
+    s->prefix_len = n;
+    s->glob_len =
+        tg_redis_escape_glob((tg_slice){(const uint8_t *)s->prefix, n}, s->glob, sizeof(s->glob));
+}
+
+static void set_expiry(tg_conn *c, rs_session *s)
+{
+    int64_t left_ms = (s->id.exp - (int64_t)time(NULL)) * 1000;
+    tg_conn_set_expiry(c, left_ms > 0 ? (uint64_t)left_ms : 1);
+}
+
+/* Parsed HELLO [protover [AUTH user pass] [SETNAME name]]. */
+typedef struct rs_hello {
+    int ver; /* 0: not given */
+    bool has_auth;
+    tg_slice token;
+    bool has_name;
+    tg_slice name;
+} rs_hello;
+
+static bool arg_is(tg_slice a, const char *s)
+{
+    size_t n = strlen(s);
+    return a.len == n && strncasecmp((const char *)a.base, s, n) == 0;
+}
+
+/* Returns 0, or writes the error reply into *err and returns -1. */
+static int parse_hello(const tg_slice *argv, uint32_t argc, rs_hello *h, const char **err)
+{
+    memset(h, 0, sizeof(*h));
+    if (argc < 2)
+        return 0;
+    if (arg_is(argv[1], "2"))
+        h->ver = 2;
+    else if (arg_is(argv[1], "3"))
+        h->ver = 3;
+    else {
+        *err = "-NOPROTO sorry, this protocol version is not supported.\r\n";
+        return -1;
+    }
+    for (uint32_t i = 2; i < argc; i++) {
+        if (arg_is(argv[i], "AUTH") && i + 2 < argc) {
+            h->has_auth = true;
+            h->token = argv[i + 2];
+            i += 2;
+        } else if (arg_is(argv[i], "SETNAME") && i + 1 < argc) {
+            h->has_name = true;
+            h->name = argv[i + 1];
+            i += 1;
+        } else {
+            *err = "-ERR Syntax error in HELLO option\r\n";
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Writes "HELLO ver [SETNAME name]" (no AUTH: the backend keeps the service user) into b. */
+static int build_hello(tg_buf *b, int ver, const rs_hello *h)
+{
+    tg_slice argv[4] = {tg_slice_str("HELLO"), tg_slice_str(ver == 3 ? "3" : "2"),
+                        tg_slice_str("SETNAME"), h ? h->name : (tg_slice){0}};
+    return tg_resp_write_request(b, argv, h && h->has_name ? 4 : 2);
+}
+
+/*
+ * AUTH or HELLO ... AUTH with token: verification first; on failure nothing
+ * changes. hello is NULL for AUTH.
+ */
+static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hello *hello)
+{
+    tg_identity id;
+    tg_jwt_result jr = tg_auth_tenant(c, (const char *)token.base, token.len, &id);
+    if (jr != TG_JWT_OK)
+        return local_error(c, s, "WRONGPASS", tg_jwt_result_str(jr));
+    bool other = s->authed && strcmp(id.tenant, s->id.tenant) != 0;
+    s->id = id;
+    set_prefix(s);
+    set_expiry(c, s);
+    if (!s->backend_up) { /* first authentication: connect, then answer */
+        s->authed = true;
+        s->connecting = true;
+        s->pending.len = 0;
+        if (hello) {
+            int r = build_hello(&s->pending, hello->ver, hello);
+            if (r < 0)
+                return r;
+            s->resp3 = hello->ver == 3;
+        } else {
+            s->first_ok = true;
+        }
+        return tg_conn_connect_backend(c);
+    }
+    int r = 0;
+    if (other) { /* leave nothing of the old tenant's session state on the backend */
+        r = backend_reset(c, s, RS_SWALLOW);
+        if (r == 0 && s->resp3 && !hello) {
+            s->out.len = 0;
+            r = build_hello(&s->out, 3, NULL);
+            if (r == 0)
+                r = tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len);
+            if (r == 0)
+                r = expect(s, RS_SWALLOW, TG_REDIS_REPLY_NONE);
+        }
+        if (r < 0)
+            return r;
+        s->in_multi = s->multi_dirty = false;
+    }
+    s->authed = true;
+    if (!hello)
+        return local_str(c, s, "+OK\r\n");
+    s->out.len = 0;
+    r = build_hello(&s->out, hello->ver, hello);
+    if (r == 0)
+        r = tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len);
+    if (r == 0)
+        r = expect(s, RS_FORWARD, TG_REDIS_REPLY_NONE);
+    s->resp3 = hello->ver == 3;
+    return r;
+}
+
+/* AUTH <jwt> | AUTH <user> <jwt>. */
+static int on_auth(tg_conn *c, rs_session *s, const tg_slice *argv, uint32_t argc)
+{
+    if (argc != 2 && argc != 3)
+        return local_str(c, s, "-ERR wrong number of arguments for 'auth' command\r\n");
+    return authenticate(c, s, argv[argc - 1], NULL);
+}
+
+static int on_hello(tg_conn *c, rs_session *s, const tg_slice *argv, uint32_t argc)
+{
+    rs_hello h;
+    const char *err;
+    if (parse_hello(argv, argc, &h, &err) < 0)
+        return local_str(c, s, err);
+    if (h.has_auth)
+        return authenticate(c, s, h.token, &h);
+    if (!s->authed)
+        return local_str(c, s, noauth_hello);
+    /* Authenticated HELLO [ver] [SETNAME]: the backend answers (server info). */
+    int ver = h.ver ? h.ver : (s->resp3 ? 3 : 2);
+    s->out.len = 0;
+    int r = build_hello(&s->out, ver, &h);
+    if (r == 0)
+        r = tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len);
+    if (r == 0)
+        r = expect(s, RS_FORWARD, TG_REDIS_REPLY_NONE);
+    s->resp3 = ver == 3;
+    return r;
+}
+
+/* RESET: emulated; the client is unauthenticated afterwards, as with Redis. */
+static int on_reset(tg_conn *c, rs_session *s)
+{
+    s->authed = false;
+    s->resp3 = false;
+    s->in_multi = s->multi_dirty = false;
+    tg_conn_set_expiry(c, 0);
+    if (!s->backend_up)
+        return local_str(c, s, "+RESET\r\n");
+    return backend_reset(c, s, RS_AS_RESET);
+}
+
+static int on_quit(tg_conn *c, rs_session *s)
+{
+    s->done = true;
+    if (s->rq.outstanding == 0) {
+        int r = tg_conn_send(c, TG_SIDE_CLIENT, "+OK\r\n", 5);
+        tg_conn_finish(c);
+        return r;
+    }
+    s->quitting = true; /* after the backend replies still due */
+    return local_str(c, s, "+OK\r\n");
+}
+
+/* ---- authenticated commands -------------------------------------------------- */
+
+static void audit_denial(tg_conn *c, rs_session *s, const tg_slice *argv, const char *reason)
+{
+    char cmd[32];
+    size_t n = argv[0].len < sizeof(cmd) - 1 ? argv[0].len : sizeof(cmd) - 1;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ch = argv[0].base[i];
+        cmd[i] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '-'
+                     ? (char)ch
+                     : '?';
+    }
+    cmd[n] = 0;
+    TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_policy], 1);
+    tg_log(TG_LOG_INFO, "command rejected", TG_FB("audit", true),
+           TG_FS("listener", s->rl->cfg->name), TG_FS("tenant", s->id.tenant),
+           TG_FS("client", tg_conn_peer(c)), TG_FS("reason", reason), TG_FS("command", cmd),
+           TG_FEND);
+}
+
+static int deny(tg_conn *c, rs_session *s, const tg_slice *argv, const char *reason)
+{
+    audit_denial(c, s, argv, reason);
+    if (s->in_multi)
+        s->multi_dirty = true;
+    return local_error(c, s, "NOPERM", reason);
+}
+
+static tg_slice role_prefix(const rs_session *s, uint8_t role)
+{
+    if (role == TG_REDIS_ARG_PATTERN)
+        return (tg_slice){s->glob, s->glob_len};
+    if (role == TG_REDIS_ARG_KEY || role == TG_REDIS_ARG_CHANNEL ||
+        role == TG_REDIS_ARG_KEY_PATTERN)
+        return (tg_slice){(const uint8_t *)s->prefix, s->prefix_len};
+    return (tg_slice){0};
+}
+
+/* Writes the verdict's append (bulk strings) into b; returns how many arguments it adds. */
+static int write_append(rs_session *s, const tg_redis_verdict *v, tg_buf *b, uint32_t *added)
+{
+    tg_slice glob = {s->glob, s->glob_len}, star = tg_slice_str("*");
+    int r = 0;
+    *added = 0;
+    if (v->append == TG_REDIS_APPEND_MATCH) {
+        r = tg_resp_write_bulk(b, tg_slice_str("MATCH"));
+        if (r == 0)
+            r = tg_resp_write_bulk2(b, glob, star);
+        *added = 2;
+    } else if (v->append == TG_REDIS_APPEND_PATTERN) {
+        r = tg_resp_write_bulk2(b, glob, star);
+        *added = 1;
+    }
+    return r;
+}
+
+/* A request rebuilt whole (inline commands): copied into s->out. */
+static int send_rebuilt(tg_conn *c, rs_session *s, const tg_slice *argv, uint32_t argc,
+                        const tg_redis_verdict *v)
+{
+    uint32_t added;
+    s->tmp.len = 0;
+    int r = write_append(s, v, &s->tmp, &added);
+    s->out.len = 0;
+    if (r == 0)
+        r = tg_resp_write_array(&s->out, (uint64_t)argc + added);
+    for (uint32_t i = 0; r == 0 && i < argc; i++) {
+        tg_slice p = role_prefix(s, v->roles[i]);
+        r = p.len ? tg_resp_write_bulk2(&s->out, p, argv[i]) : tg_resp_write_bulk(&s->out, argv[i]);
+    }
+    if (r == 0)
+        r = tg_buf_append(&s->out, s->tmp.data, s->tmp.len);
+    return r < 0 ? r : tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len);
+}
+
+static int forward_range(tg_conn *c, const uint8_t *from, const uint8_t *to)
+{
+    return to > from ? tg_conn_forward(c, TG_SIDE_BACKEND, from, (size_t)(to - from)) : 0;
+}
+
+/*
+ * A multibulk request with prefixes: for each prefixed argument a new header
+ * and the prefix (copied, a few bytes), the argument and everything else
+ * forwarded from the input without copying.
+ */
+static int send_prefixed(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_len,
+                         const tg_slice *argv, uint32_t argc, const tg_redis_verdict *v)
+{
+    const uint8_t *end = req + req_len;
+    const uint8_t *count_end = memchr(req, '\n', req_len);
+    if (!count_end)
+        return TG_EPROTO;
+    count_end++;
+    uint32_t added;
+    s->tmp.len = 0;
+    int r = write_append(s, v, &s->tmp, &added);
+    if (r < 0)
+        return r;
+    const uint8_t *run = req;
+    if (added) {
+        char hdr[32];
+        int n = snprintf(hdr, sizeof(hdr), "*%u\r\n", argc + added);
+        if ((r = tg_conn_send(c, TG_SIDE_BACKEND, hdr, (size_t)n)) < 0)
+            return r;
+        run = count_end;
+    }
+    for (uint32_t i = 0; i < argc; i++) {
+        tg_slice p = role_prefix(s, v->roles[i]);
+        if (!p.len)
+            continue;
+        const uint8_t *hdr_start = i == 0 ? count_end : argv[i - 1].base + argv[i - 1].len + 2;
+        if ((r = forward_range(c, run, hdr_start)) < 0)
+            return r;
+        char hdr[32 + RS_PREFIX_MAX * 2];
+        size_t hl = tg_resp_bulk_header(hdr, p.len + argv[i].len);
+        memcpy(hdr + hl, p.base, p.len);
+        if ((r = tg_conn_send(c, TG_SIDE_BACKEND, hdr, hl + p.len)) < 0)
+            return r;
+        run = argv[i].base;
+    }
+    if ((r = forward_range(c, run, end)) < 0)
+        return r;
+    return s->tmp.len ? tg_conn_send(c, TG_SIDE_BACKEND, s->tmp.data, s->tmp.len) : 0;
+}
+
+static bool is_pubsub(const tg_redis_verdict *v)
+{
+    return v->reply == TG_REDIS_REPLY_PUBSUB || v->reply == TG_REDIS_REPLY_CHANNELS ||
+           v->reply == TG_REDIS_REPLY_NUMSUB || v->nchannels > 0 ||
+           (v->cmd && (v->cmd->flags & TG_REDIS_CMD_PUBSUB)) ||
+           (v->cmd && (v->cmd->acl & TG_REDIS_ACL_PUBSUB));
+}
+
+static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_len,
+                      const tg_slice *argv, uint32_t argc)
+{
+    tg_redis_judge_opts o = {.allow_scripts = false,
+                             .prefix = {(const uint8_t *)s->prefix, s->prefix_len}};
+    tg_redis_verdict v;
+    tg_redis_verdict_init(&v, s->roles, s->argv_cap);
+    tg_redis_verdict_kind k = tg_redis_judge(s->rl->table, argv, argc, &o, &v);
+    if (k == TG_REDIS_DENY)
+        return deny(c, s, argv, v.reason);
+    if (k == TG_REDIS_LOCAL) {
+        if (v.local == TG_REDIS_LOCAL_QUIT)
+            return on_quit(c, s);
+        if (v.local == TG_REDIS_LOCAL_RESET)
+            return on_reset(c, s);
+        if (s->in_multi)
+            return deny(c, s, argv, "command not allowed inside MULTI");
+        switch (v.local) {
+        case TG_REDIS_LOCAL_AUTH:
+            return on_auth(c, s, argv, argc);
+        case TG_REDIS_LOCAL_HELLO:
+            return on_hello(c, s, argv, argc);
+        case TG_REDIS_LOCAL_SELECT:
+            return local_str(c, s, "+OK\r\n");
+        default:
+            return deny(c, s, argv, "command is not supported");
+        }
+    }
+    if (is_pubsub(&v))
+        return deny(c, s, argv, "pub/sub is not supported yet");
+    if (s->in_multi && v.reply != TG_REDIS_REPLY_NONE)
+        return deny(c, s, argv, "this command is not supported inside MULTI yet");
+
+    rs_action action = v.reply == TG_REDIS_REPLY_NONE ? RS_FORWARD : RS_STRIP;
+    const char *name = v.cmd ? v.cmd->name : "";
+    int r;
+    if (strcmp(name, "multi") == 0) {
+        if (!s->in_multi)
+            s->multi_dirty = false;
+        s->in_multi = true;
+    } else if (strcmp(name, "discard") == 0) {
+        s->in_multi = s->multi_dirty = false;
+    } else if (strcmp(name, "exec") == 0) {
+        bool dirty = s->in_multi && s->multi_dirty;
+        s->in_multi = s->multi_dirty = false;
+        if (dirty) { /* nothing queued runs: the backend discards, the client sees EXECABORT */
+            tg_slice d = tg_slice_str("DISCARD");
+            TG_STAT_ADD(tg_conn_stats(c)->messages_rewritten, 1);
+            return backend_request(c, s, &d, 1, RS_EXECABORT);
+        }
+    }
+    bool prefixed = v.nkeys || v.nchannels || v.npatterns || v.append != TG_REDIS_APPEND_NONE;
+    if (req[0] != '*')
+        r = send_rebuilt(c, s, argv, argc, &v);
+    else if (prefixed)
+        r = send_prefixed(c, s, req, req_len, argv, argc, &v);
+    else
+        r = tg_conn_forward(c, TG_SIDE_BACKEND, req, req_len);
+    if (r < 0)
+        return r;
+    TG_STAT_ADD(tg_conn_stats(c)->messages_forwarded, 1);
+    if (prefixed)
+        TG_STAT_ADD(tg_conn_stats(c)->messages_rewritten, 1);
+    return expect(s, action, v.reply);
+}
+
+/* Before authentication: only AUTH, HELLO ... AUTH, RESET and QUIT. */
+static int on_unauthenticated(tg_conn *c, rs_session *s, const tg_slice *argv, uint32_t argc)
+{
+    if (arg_is(argv[0], "AUTH"))
+        return on_auth(c, s, argv, argc);
+    if (arg_is(argv[0], "HELLO"))
+        return on_hello(c, s, argv, argc);
+    if (arg_is(argv[0], "QUIT"))
+        return on_quit(c, s);
+    if (arg_is(argv[0], "RESET"))
+        return on_reset(c, s);
+    TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_unauthenticated], 1);
+    return local_str(c, s, "-NOAUTH Authentication required.\r\n");
+}
+
+static int grow_argv(rs_session *s, uint32_t want)
+{
+    uint32_t cap = s->argv_cap ? s->argv_cap : 64;
+    while (cap < want)
+        cap *= 2;
+    tg_slice *a = realloc(s->argv, cap * sizeof(*a));
+    if (!a)
+        return TG_ENOMEM;
+    s->argv = a;
+    uint8_t *ro = realloc(s->roles, cap);
+    if (!ro)
+        return TG_ENOMEM;
+    s->roles = ro;
+    s->argv_cap = cap;
+    return 0;
+}
+
+/* A malformed or oversized request: Redis's answer, then close. */
+static ssize_t protocol_error(tg_conn *c, rs_session *s, ssize_t err, size_t len)
+{
+    TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[err == TG_ETOOBIG ? TG_REJECT_too_large
+                                                                      : TG_REJECT_malformed],
+                1);
+    const char *msg = err == TG_ETOOBIG ? "-ERR Protocol error: request too large\r\n"
+                                        : "-ERR Protocol error: invalid request\r\n";
+    s->done = true;
+    int r = local_str(c, s, msg);
+    tg_conn_finish(c);
+    return r < 0 ? r : (ssize_t)len;
+}
+
+static ssize_t relay_client(tg_conn *c, rs_session *s, const uint8_t *data, size_t len)
+{
+    size_t off = 0;
+    if (!s->argv_cap && grow_argv(s, 64) < 0)
+        return TG_ENOMEM;
+    while (off < len && !s->done && !s->connecting) {
+        tg_resp_limits lim = s->authed ? TG_RESP_LIMITS_DEFAULT : TG_RESP_LIMITS_PREAUTH;
+        uint32_t argc = 0;
+        ssize_t n =
+            tg_resp_decode_request(data + off, len - off, &lim, s->argv, s->argv_cap, &argc);
+        if (n == TG_ELIMIT) {
+            if (grow_argv(s, argc) < 0)
+                return TG_ENOMEM;
+            continue;
+        }
+        if (n == TG_NEED_MORE)
+            break;
+        if (n < 0)
+            return protocol_error(c, s, n, len);
+        int r = 0;
+        if (argc > 0)
+            r = s->authed ? on_command(c, s, data + off, (size_t)n, s->argv, argc)
+                          : on_unauthenticated(c, s, s->argv, argc);
+        if (r < 0)
+            return r;
+        off += (size_t)n;
+    }
+    if (s->done)
+        return (ssize_t)len;
+    return (ssize_t)off;
+}
+
+/* ---- backend replies ------------------------------------------------------------ */
+
+static const tg_resp_limits reply_limits = TG_RESP_LIMITS_DEFAULT;
+
+/* Copies the complete value at p[*off] into b. */
+static int copy_value(const uint8_t *p, size_t len, size_t *off, tg_buf *b)
+{
+    ssize_t n = tg_resp_reply_size(p + *off, len - *off, &reply_limits, NULL);
+    if (n <= 0)
+        return TG_EPROTO;
+    int r = b ? tg_buf_append(b, p + *off, (size_t)n) : 0;
+    *off += (size_t)n;
+    return r;
+}
+
+static int next_elem(const uint8_t *p, size_t len, size_t *off, tg_resp_elem *e)
+{
+    ssize_t n = tg_resp_next(p + *off, len - *off, e);
+    if (n <= 0)
+        return TG_EPROTO;
+    *off += (size_t)n;
+    return 0;
+}
+
+/* Reads a key at p[*off]: 1 and its stripped name written to b, 0 when foreign, or < 0. */
+static int strip_key(rs_session *s, const uint8_t *p, size_t len, size_t *off, tg_buf *b)
+{
+    size_t start = *off;
+    tg_resp_elem e;
+    if (p[start] != '$' && p[start] != '+') { /* not a name: skip it, foreign */
+        int r = copy_value(p, len, off, NULL);
+        return r < 0 ? r : 0;
+    }
+    int r = next_elem(p, len, off, &e);
+    if (r < 0)
+        return r;
+    tg_slice rest;
+    if (e.is_null || !tg_redis_strip_prefix(
+                         e.data, (tg_slice){(const uint8_t *)s->prefix, s->prefix_len}, &rest))
+        return 0;
+    r = tg_resp_write_bulk(b, rest);
+    return r < 0 ? r : 1;
+}
+
+static bool is_aggregate(const tg_resp_elem *e)
+{
+    return (e->type == TG_RESP_ARRAY || e->type == TG_RESP_SET || e->type == TG_RESP_MAP) &&
+           !e->streamed && !e->is_null;
+}
+
+static int write_header(tg_buf *b, tg_resp_type t, uint64_t n)
+{
+    if (t == TG_RESP_SET)
+        return tg_resp_write_set(b, n);
+    if (t == TG_RESP_MAP)
+        return tg_resp_write_map(b, n);
+    return tg_resp_write_array(b, n);
+}
+
+/* Array of keys at p[*off] -> header + stripped keys into b (foreign ones dropped). */
+static int strip_key_list(rs_session *s, const uint8_t *p, size_t len, size_t *off, tg_buf *b,
+                          tg_buf *tmp)
+{
+    tg_resp_elem e;
+    int r = next_elem(p, len, off, &e);
+    if (r < 0)
+        return r;
+    if (!is_aggregate(&e) || e.type == TG_RESP_MAP)
+        return TG_EPROTO;
+    tmp->len = 0;
+    uint64_t kept = 0;
+    for (uint64_t i = 0; i < e.count; i++) {
+        r = strip_key(s, p, len, off, tmp);
+        if (r < 0)
+            return r;
+        kept += (uint64_t)r;
+    }
+    r = write_header(b, e.type, kept);
+    return r < 0 ? r : tg_buf_append(b, tmp->data, tmp->len);
+}
+
+/*
+ * Rebuilds the reply p[0..len) of kind `kind` into s->out with prefixes
+ * stripped. Returns 0, 1 when the reply is to be forwarded as is (errors,
+ * nulls), or < 0 (the reply cannot be trusted).
+ */
+static int strip_reply(rs_session *s, tg_redis_reply_kind kind, const uint8_t *p, size_t len)
+{
+    size_t off = 0;
+    tg_buf *out = &s->out;
+    out->len = 0;
+    int r;
+    /* Attributes before the value: kept as they are. */
+    while (off < len && p[off] == '|') {
+        tg_resp_elem a;
+        if ((r = next_elem(p, len, &off, &a)) < 0)
+            return r;
+        if ((r = tg_buf_append(out, p + off - a.size, a.size)) < 0)
+            return r;
+        for (uint64_t i = 0; i < 2 * a.count; i++) {
+            size_t at = off;
+            if ((r = copy_value(p, len, &off, NULL)) < 0)
+                return r;
+            if ((r = tg_buf_append(out, p + at, off - at)) < 0)
+                return r;
+        }
+    }
+    tg_resp_elem top;
+    size_t body = off;
+    if ((r = next_elem(p, len, &off, &top)) < 0)
+        return r;
+    if (top.type == TG_RESP_ERROR || top.type == TG_RESP_BLOB_ERROR || top.is_null)
+        return 1;
+    if (!is_aggregate(&top))
+        return TG_EPROTO;
+    switch (kind) {
+    case TG_REDIS_REPLY_KEYS:
+        off = body;
+        return strip_key_list(s, p, len, &off, out, &s->tmp);
+    case TG_REDIS_REPLY_SCAN: {
+        if (top.count != 2)
+            return TG_EPROTO;
+        if ((r = tg_resp_write_array(out, 2)) < 0 || (r = copy_value(p, len, &off, out)) < 0)
+            return r;
+        return strip_key_list(s, p, len, &off, out, &s->tmp);
+    }
+    case TG_REDIS_REPLY_FIRST_KEY: {
+        if (top.count < 1)
+            return TG_EPROTO;
+        if ((r = write_header(out, top.type, top.count)) < 0)
+            return r;
+        r = strip_key(s, p, len, &off, out);
+        if (r <= 0)
+            return r < 0 ? r : TG_EPROTO;
+        for (uint64_t i = 1; i < top.count; i++)
+            if ((r = copy_value(p, len, &off, out)) < 0)
+                return r;
+        return 0;
+    }
+    case TG_REDIS_REPLY_XREAD: {
+        /* RESP2: [[stream, entries], ...]; RESP3: %{stream: entries}. */
+        tg_buf *tmp = &s->tmp;
+        tmp->len = 0;
+        uint64_t kept = 0;
+        for (uint64_t i = 0; i < top.count; i++) {
+            if (top.type != TG_RESP_MAP) {
+                tg_resp_elem pair;
+                if ((r = next_elem(p, len, &off, &pair)) < 0)
+                    return r;
+                if (!is_aggregate(&pair) || pair.count != 2)
+                    return TG_EPROTO;
+            }
+            size_t at = tmp->len;
+            if (top.type != TG_RESP_MAP && (r = tg_resp_write_array(tmp, 2)) < 0)
+                return r;
+            int k = strip_key(s, p, len, &off, tmp);
+            if (k < 0)
+                return k;
+            if ((r = copy_value(p, len, &off, k ? tmp : NULL)) < 0)
+                return r;
+            if (k)
+                kept++;
+            else
+                tmp->len = at; /* a foreign stream: dropped */
+        }
+        if ((r = write_header(out, top.type, kept)) < 0)
+            return r;
+        return tg_buf_append(out, tmp->data, tmp->len);
+    }
+    default:
+        return TG_EPROTO;
+    }
+}
+
+static int emit_due(tg_conn *c, rs_session *s)
+{
+    int r = tg_reply_queue_backend_done(&s->rq, emit_client, c);
+    if (r == 0 && s->quitting && s->rq.outstanding == 0) {
+        s->quitting = false;
+        tg_conn_finish(c);
+    }
+    return r;
+}
+
+static int on_reply(tg_conn *c, rs_session *s, rs_expect e, const uint8_t *p, size_t n,
+                    tg_resp_type type)
+{
+    bool is_err = type == TG_RESP_ERROR || type == TG_RESP_BLOB_ERROR;
+    int r = 0;
+    switch ((rs_action)e.action) {
+    case RS_FORWARD:
+        r = tg_conn_forward(c, TG_SIDE_CLIENT, p, n);
+        break;
+    case RS_STRIP:
+        r = strip_reply(s, (tg_redis_reply_kind)e.kind, p, n);
+        if (r == 1)
+            r = tg_conn_forward(c, TG_SIDE_CLIENT, p, n);
+        else if (r == 0)
+            r = tg_conn_send(c, TG_SIDE_CLIENT, s->out.data, s->out.len);
+        else if (r != TG_ENOMEM) {
+            TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_policy], 1);
+            static const char e2[] =
+                "-ERR tenantgate: reply held a key outside the tenant's keyspace\r\n";
+            r = tg_conn_send(c, TG_SIDE_CLIENT, e2, sizeof(e2) - 1);
+        }
+        break;
+    case RS_SWALLOW:
+        break;
+    case RS_SWALLOW_AUTH:
+        if (is_err) {
+            tg_log(TG_LOG_ERROR, "backend authentication failed",
+                   TG_FS("listener", s->rl->cfg->name), TG_FS("client", tg_conn_peer(c)), TG_FEND);
+            static const char msg[] = "-ERR tenantgate: backend authentication failed\r\n";
+            s->done = true;
+            r = tg_conn_send(c, TG_SIDE_CLIENT, msg, sizeof(msg) - 1);
+            tg_conn_finish(c);
+            return r;
+        }
+        break;
+    case RS_AS_RESET:
+        r = tg_conn_send(c, TG_SIDE_CLIENT, "+RESET\r\n", 8);
+        break;
+    case RS_EXECABORT: {
+        static const char msg[] =
+            "-EXECABORT Transaction discarded because of previous errors.\r\n";
+        r = tg_conn_send(c, TG_SIDE_CLIENT, msg, sizeof(msg) - 1);
+        break;
+    }
+    }
+    return r < 0 ? r : emit_due(c, s);
+}
+
+static ssize_t relay_backend(tg_conn *c, rs_session *s, const uint8_t *data, size_t len)
+{
+    size_t off = 0;
+    while (off < len && !s->done) {
+        tg_resp_type type;
+        ssize_t n = tg_resp_reply_size(data + off, len - off, &reply_limits, &type);
+        if (n == TG_NEED_MORE)
+            break;
+        if (n < 0)
+            return n;
+        if (type == TG_RESP_PUSH) { /* out of band (no pub/sub yet): dropped */
+            off += (size_t)n;
+            continue;
+        }
+        if (s->fifo_len == 0)
+            return TG_EPROTO; /* a reply nobody asked for */
+        rs_expect e = s->fifo[s->fifo_head];
+        s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
+        s->fifo_len--;
+        int r = on_reply(c, s, e, data + off, (size_t)n, type);
+        if (r < 0)
+            return r;
+        off += (size_t)n;
+    }
+    if (s->done)
+        return (ssize_t)len;
+    return (ssize_t)off;
+}
+
+/* ---- plumbing ------------------------------------------------------------- */
+
+static int rs_open(tg_conn *c, void *session)
+{
+    rs_session *s = session;
+    s->rl = tg_conn_lrt_state(c);
+    tg_reply_queue_init(&s->rq);
+    return 0;
+}
+
+static int rs_backend_ready(tg_conn *c, void *session)
+{
+    rs_session *s = session;
+    s->backend_up = true;
+    s->connecting = false;
+    tg_conn_established(c);
+    int r = backend_auth(c, s);
+    if (r < 0)
+        return r;
+    if (s->pending.len) {
+        r = tg_conn_send(c, TG_SIDE_BACKEND, s->pending.data, s->pending.len);
+        s->pending.len = 0;
+        if (r == 0)
+            r = expect(s, RS_FORWARD, TG_REDIS_REPLY_NONE);
+    }
+    if (r == 0 && s->first_ok) {
+        s->first_ok = false;
+        r = local_str(c, s, "+OK\r\n");
+    }
+    tg_buf_free(&s->pending);
+    tg_conn_redispatch(c, TG_SIDE_CLIENT); /* commands pipelined behind the AUTH */
+    return r;
+}
+
+static ssize_t rs_data(tg_conn *c, void *session, tg_side_id from, const uint8_t *data, size_t len)
+{
+    rs_session *s = session;
+    if (from == TG_SIDE_CLIENT) {
+        if (s->done)
+            return (ssize_t)len;
+        return relay_client(c, s, data, len);
+    }
+    if (!s->backend_up || s->done)
+        return (ssize_t)len;
+    return relay_backend(c, s, data, len);
+}
+
+static void rs_expire(tg_conn *c, void *session)
+{
+    rs_session *s = session;
+    static const char msg[] = "-ERR tenantgate: token expired\r\n";
+    s->done = true;
+    if (tg_conn_send(c, TG_SIDE_CLIENT, msg, sizeof(msg) - 1) < 0) {
+        tg_conn_abort(c, "out of memory");
+        return;
+    }
+    tg_conn_finish(c);
+}
+
+static void rs_close(tg_conn *c, void *session)
+{
+    rs_session *s = session;
+    tg_reply_queue_free(&s->rq);
+    tg_buf_free(&s->pending);
+    tg_buf_free(&s->out);
+    tg_buf_free(&s->tmp);
+    free(s->argv);
+    free(s->roles);
+    free(s->fifo);
+    (void)c;
+}
+
+const tg_protocol_ops tg_redis_protocol = {
+    .name = "redis",
+    .session_size = sizeof(rs_session),
+    .own_tls_upgrade = false,
+    .listener_init = rs_listener_init,
+    .listener_free = rs_listener_free,
+    .on_open = rs_open,
+    .on_backend_ready = rs_backend_ready,
+    .on_data = rs_data,
+    .on_eof = NULL,
+    .on_expire = rs_expire,
+    .on_close = rs_close,
+};
