@@ -96,10 +96,23 @@ def pg_listener(ctx, kind, backend, port):
     return listener, {"user": servers.BENCH_USER, "password": _dev_token(ctx)}
 
 
+def redis_listener(ctx, kind, backend, port):
+    """`protocol: redis` with key prefixing on: the JWT is the AUTH password."""
+    listener = {
+        "name": "bench-redis",
+        "protocol": "redis",
+        "listen": "127.0.0.1:%d" % port,
+        "backend": {"address": "%s:%d" % backend},
+        "redis": {"key_prefix": "t:{tenant}:"},
+    }
+    return listener, {"password": _dev_token(ctx)}
+
+
 TENANTGATE_LISTENERS = [
     ("tenantgate-tcp", "postgres", tcp_listener),
     ("tenantgate-tcp", "redis", tcp_listener),
     ("tenantgate-pg", "postgres", pg_listener),
+    ("tenantgate-redis", "redis", redis_listener),
 ]
 
 

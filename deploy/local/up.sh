@@ -4,9 +4,10 @@
 #
 # PostgreSQL goes through `protocol: postgres`: a demo table protected with
 # the RLS kit of deploy/sql/, two tenants' tokens, and psql lines that show
-# each tenant sees only its own rows. Redis is still a `protocol: tcp`
-# passthrough relay that isolates NOTHING until the Redis protocol lands
-# (README "Not supported yet").
+# each tenant sees only its own rows. Redis goes through `protocol: redis`: a
+# redis-server with a generated requirepass password that only tenantgate
+# knows, and redis-cli lines that show each tenant lives in its own keyspace
+# (every key is stored as t:<tenant>:<key>).
 #
 #   deploy/local/up.sh              start everything, print connection lines
 #   TG_UP_DIR=/tmp/tg deploy/local/up.sh   keep state in a chosen folder
@@ -57,9 +58,14 @@ run_pg initdb -D "$dir/pg" -U postgres --auth-local=trust --auth-host=scram-sha-
 run_pg pg_ctl -D "$dir/pg" -l "$dir/pg/server.log" -w \
     -o "-p $pg_port -k $dir/sock -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 
-# Redis: no persistence.
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$dir" --logfile "$dir/redis.log" &
+# Redis: no persistence, a password only tenantgate knows (passed on stdin as a
+# config line, so it is not on the command line).
+redis_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+printf '%s\n' "$redis_password" >"$dir/redis-password"
+chmod 600 "$dir/redis-password"
+printf 'requirepass %s\n' "$redis_password" |
+    redis-server - --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$dir" --logfile "$dir/redis.log" >>"$dir/redis.log" 2>&1 &
 pids+=($!)
 
 # The demo schema: the app role tenantgate logs in as, a table protected by
@@ -98,10 +104,9 @@ listeners:
     backend: {address: 127.0.0.1:$pg_port, user: app, password_file: app-password}
     postgres: {tenant_setting: app.tenant_id, databases: [app]}
   - name: redis
-    protocol: tcp
-    unsafe_passthrough: true
+    protocol: redis
     listen: 127.0.0.1:$redis_proxy
-    backend: {address: 127.0.0.1:$redis_port}
+    backend: {address: 127.0.0.1:$redis_port, user: default, password_file: redis-password}
 YAML
 "$bin" check -c "$dir/tenantgate.yaml" >/dev/null || { "$bin" check -c "$dir/tenantgate.yaml"; exit 1; }
 "$bin" -c "$dir/tenantgate.yaml" 2>"$dir/tenantgate.log" &
@@ -114,6 +119,16 @@ done
 token_a=$("$bin" token --hs256-secret-file "$dir/jwt-secret" --tenant acme --ttl 8h)
 token_b=$("$bin" token --hs256-secret-file "$dir/jwt-secret" --tenant globex --ttl 8h)
 show() { PGPASSWORD=$2 psql -X "host=127.0.0.1 port=$pg_proxy user=app dbname=app" -c "$1" 2>&1 | sed 's/^/    /'; }
+rcli() { local t=$1; shift; redis-cli -h 127.0.0.1 -p "$redis_proxy" -a "$t" --no-auth-warning "$@" 2>&1; }
+rshow() {
+    local out
+    local who=$1
+    shift
+    printf '    %s> %s\n' "$who" "${*:2}"
+    out=$(rcli "$@" | sed '/^$/d')
+    printf '%s\n' "${out:-(empty)}" | sed 's/^/    /'
+}
+for _ in $(seq 50); do [ "$(rcli "$token_a" PING)" = PONG ] && break; sleep 0.2; done
 cat <<TXT
 
 tenantgate is running (state and logs in $dir).
@@ -130,8 +145,26 @@ $(show 'SELECT id, tenant_id, title FROM documents ORDER BY id' "$token_b")
   globex trying to become acme:
 $(show "SET app.tenant_id = 'acme'" "$token_b")
 
-  redis-cli through tenantgate:  redis-cli -p $redis_proxy
-    WARNING: a passthrough relay: Redis keys are NOT isolated until the Redis protocol lands.
+  Redis, tenant acme:
+    redis-cli -p $redis_proxy -a $token_a --no-auth-warning
+  Redis, tenant globex:
+    redis-cli -p $redis_proxy -a $token_b --no-auth-warning
+
+  the same key name, as acme then as globex:
+$(rshow acme "$token_a" SET greeting "hello from acme")
+$(rshow globex "$token_b" SET greeting "hello from globex")
+$(rshow acme "$token_a" GET greeting)
+$(rshow globex "$token_b" GET greeting)
+$(rshow acme "$token_a" RPUSH orders o-1 o-2)
+$(rshow globex "$token_b" SADD tags merger)
+  KEYS *, as acme and as globex (each sees only its own keyspace):
+$(rshow acme "$token_a" KEYS '*')
+$(rshow globex "$token_b" KEYS '*')
+  globex trying the whole server:
+$(rshow globex "$token_b" FLUSHALL)
+$(rshow globex "$token_b" KEYS 't:acme:*')
+  what redis-server holds (tenantgate's prefix, read directly):
+$(REDISCLI_AUTH=$redis_password redis-cli -h 127.0.0.1 -p "$redis_port" --scan | sort | sed 's/^/    /')
   metrics:                       curl http://127.0.0.1:$admin_port/metrics
   readiness:                     curl http://127.0.0.1:$admin_port/readyz
   reload config:                 kill -HUP ${pids[-1]}

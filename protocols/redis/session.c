@@ -25,11 +25,43 @@
  *   queue:   [1 backend | "-NOPERM"][1 backend][1 backend][1 backend]
  *   client sees: +OK, -NOPERM, [keys without t:a:], +RESET       (in request order)
  *
- * Decisions of this step (fail-closed where something is not done yet):
- * - Pub/sub (SUBSCRIBE family, PUBLISH, PUBSUB) is refused: "pub/sub is not
- *   supported yet". So is CLIENT REPLY (by the policy). Every forwarded command
- *   then has exactly one reply. RESP3 out-of-band pushes ('>') are dropped and
- *   never consume a FIFO entry.
+ * Pub/sub: channel arguments get the prefix, patterns the glob-escaped prefix
+ * (policy roles); what comes back is sorted before the FIFO is touched:
+ *
+ *   backend value                          -> what happens
+ *   message / pmessage / smessage          -> out of band: names stripped, sent at once
+ *     (RESP3 push; RESP2 array while          (a name without our prefix: dropped, debug log)
+ *      the backend is subscribed)
+ *   (p|s)(un)subscribe confirmation        -> counts toward the FIFO head (RS_PUBSUB): a
+ *     (push, or array in RESP2)               (P|S)(UN)SUBSCRIBE's "reply" is all its
+ *                                             confirmations; the entry (and the reply-queue
+ *                                             slot) completes with the last one
+ *   other push                             -> dropped
+ *   anything else                          -> the FIFO head's reply, as before
+ *
+ *   A command with N names expects N confirmations. Without names, an
+ *   unsubscribe expects one per subscription of its family at the moment the
+ *   backend runs it (one with a null name when none): the session keeps the
+ *   backend's counts (channels, patterns, shard channels) from the last element
+ *   of every confirmation, and reads the count when that entry reaches the
+ *   head. RESET (client RESET or tenant switch) clears the counts with its
+ *   reply; messages that arrive while a RESET is in flight are dropped.
+ *   The reply-side protocol (RESP2 arrays vs RESP3 pushes) follows the HELLO
+ *   and RESET replies (rs_expect.proto), not the request side.
+ * - A connection counts as subscribed from the moment a subscribe-family
+ *   command is sent until its confirmations are in and no subscription is
+ *   left (conservative for pipelines). While subscribed in RESP2, commands
+ *   Redis does not allow in that context are forwarded so Redis answers them,
+ *   except those the session itself handles (AUTH, HELLO, SELECT, MULTI, EXEC,
+ *   DISCARD): they get Redis's error text locally. Re-authentication for
+ *   another tenant while subscribed is refused ("-NOPERM tenantgate:
+ *   re-authentication while subscribed is not allowed"), so the prefix never
+ *   changes under a subscription. A confirmation naming a channel outside the
+ *   tenant's prefix ends the session (it cannot be dropped without losing
+ *   reply order). The subscribe family is refused inside MULTI (reply kind
+ *   PUBSUB), PUBSUB NUMPAT and keyspace-notification channels by the policy.
+ *   CLIENT REPLY is refused by the policy, so every other forwarded command has
+ *   exactly one reply.
  * - Replies whose kind is not NONE are rebuilt with the prefix stripped. A key
  *   without the tenant's prefix in a KEYS / SCAN / XREAD reply is dropped; in a
  *   FIRST_KEY reply (BLPOP...) the whole reply becomes an error. Neither can
@@ -82,7 +114,8 @@ typedef struct rs_listener {
     X(SWALLOW)      /* RESET / HELLO sent for a tenant switch: dropped */                          \
     X(SWALLOW_AUTH) /* service AUTH: dropped; an error ends the session */                         \
     X(AS_RESET)     /* the backend's answer to an emulated RESET: "+RESET" */                      \
-    X(EXECABORT)    /* DISCARD sent for a dirty EXEC: "-EXECABORT ..." */
+    X(EXECABORT)    /* DISCARD sent for a dirty EXEC: "-EXECABORT ..." */                          \
+    X(PUBSUB)       /* the confirmations of a (P|S)(UN)SUBSCRIBE (or one error) */
 
 typedef enum {
 #define RS_ACTION_ENUM(n) RS_##n,
@@ -90,9 +123,19 @@ typedef enum {
 #undef RS_ACTION_ENUM
 } rs_action;
 
+/* The subscribe family: index + 1 in rs_expect.sub; the confirmation carries the same name. */
+static const char *const sub_names[] = {"subscribe",    "unsubscribe", "psubscribe",
+                                        "punsubscribe", "ssubscribe",  "sunsubscribe"};
+enum { RS_SUB_CHANNEL, RS_SUB_PATTERN, RS_SUB_SHARD }; /* family: sub_names index / 2 */
+
 typedef struct rs_expect {
     uint8_t action; /* rs_action */
     uint8_t kind;   /* tg_redis_reply_kind for RS_STRIP */
+    uint8_t proto;  /* 2 or 3: a non-error reply switches the backend to that protocol */
+    bool reset;     /* the reply to a backend RESET: no subscription left */
+    uint8_t sub;    /* RS_PUBSUB: sub_names index + 1 */
+    bool all;       /* RS_PUBSUB: an unsubscribe without names (left read at the head) */
+    uint32_t left;  /* RS_PUBSUB: confirmations still due */
 } rs_expect;
 
 typedef struct rs_session {
@@ -100,9 +143,10 @@ typedef struct rs_session {
     bool authed;     /* the client is authenticated (tenant and prefix valid) */
     bool connecting; /* backend asked for, not up yet: client input waits */
     bool backend_up;
-    bool done;     /* QUIT or fatal: nothing more is read */
-    bool quitting; /* QUIT answered once the queue drains */
-    bool resp3;    /* the client switched to RESP3 (HELLO 3) */
+    bool done;         /* QUIT or fatal: nothing more is read */
+    bool quitting;     /* QUIT answered once the queue drains */
+    bool input_closed; /* after a protocol error: the client's bytes are no longer read */
+    bool resp3;        /* the client switched to RESP3 (HELLO 3) */
     bool in_multi, multi_dirty;
     bool first_ok; /* first auth was AUTH: "+OK" once the backend is up */
     tg_identity id;
@@ -119,6 +163,11 @@ typedef struct rs_session {
     rs_expect *fifo;
     size_t fifo_cap, fifo_head, fifo_len;
     tg_reply_queue rq;
+    /* Pub/sub, as of the backend replies read so far. */
+    bool r_resp3;                    /* the backend speaks RESP3 */
+    uint64_t r_chan, r_pat, r_shard; /* its subscriptions (from the confirmations' counts) */
+    uint32_t pubsub_pending;         /* RS_PUBSUB entries in the FIFO */
+    uint32_t resets_pending;         /* backend RESETs whose reply is still due */
 } rs_session;
 
 static const char noauth_hello[] =
@@ -207,9 +256,30 @@ static int expect(rs_session *s, rs_action action, tg_redis_reply_kind kind)
         s->fifo_head = 0;
     }
     s->fifo[(s->fifo_head + s->fifo_len) % s->fifo_cap] =
-        (rs_expect){(uint8_t)action, (uint8_t)kind};
+        (rs_expect){.action = (uint8_t)action, .kind = (uint8_t)kind};
     s->fifo_len++;
     return tg_reply_queue_expect_backend(&s->rq, 1);
+}
+
+/* The entry expect() added last (the FIFO is not empty). */
+static rs_expect *last_expect(rs_session *s)
+{
+    return &s->fifo[(s->fifo_head + s->fifo_len - 1) % s->fifo_cap];
+}
+
+/* expect() for a request that switches the backend to protocol `proto` (HELLO). */
+static int expect_proto(rs_session *s, rs_action action, int proto)
+{
+    int r = expect(s, action, TG_REDIS_REPLY_NONE);
+    if (r == 0)
+        last_expect(s)->proto = (uint8_t)proto;
+    return r;
+}
+
+/* Some subscription exists or may exist (see the top comment). */
+static bool pubsub_busy(const rs_session *s)
+{
+    return s->pubsub_pending || s->r_chan || s->r_pat || s->r_shard;
 }
 
 /* Sends a request built from argv (copied) to the backend, expecting one reply. */
@@ -242,7 +312,13 @@ static int backend_reset(tg_conn *c, rs_session *s, rs_action action)
 {
     tg_slice argv[1] = {tg_slice_str("RESET")};
     int r = backend_request(c, s, argv, 1, action);
-    return r < 0 ? r : backend_auth(c, s);
+    if (r < 0)
+        return r;
+    rs_expect *e = last_expect(s);
+    e->reset = true;
+    e->proto = 2;
+    s->resets_pending++;
+    return backend_auth(c, s);
 }
 
 /* ---- authentication ------------------------------------------------------- */
@@ -337,6 +413,15 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
     tg_jwt_result jr = tg_auth_tenant(c, (const char *)token.base, token.len, &id);
     if (jr != TG_JWT_OK)
         return local_error(c, s, "WRONGPASS", tg_jwt_result_str(jr));
+    if (pubsub_busy(s) && strcmp(id.tenant, s->id.tenant) != 0) {
+        /* Confirmations and messages in flight carry the old prefix: keep it. */
+        TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_policy], 1);
+        tg_log(TG_LOG_INFO, "command rejected", TG_FB("audit", true),
+               TG_FS("listener", s->rl->cfg->name), TG_FS("tenant", s->id.tenant),
+               TG_FS("client", tg_conn_peer(c)),
+               TG_FS("reason", "re-authentication while subscribed"), TG_FEND);
+        return local_error(c, s, "NOPERM", "re-authentication while subscribed is not allowed");
+    }
     bool other = s->authed && strcmp(id.tenant, s->id.tenant) != 0;
     s->id = id;
     set_prefix(s);
@@ -364,7 +449,7 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
             if (r == 0)
                 r = tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len);
             if (r == 0)
-                r = expect(s, RS_SWALLOW, TG_REDIS_REPLY_NONE);
+                r = expect_proto(s, RS_SWALLOW, 3);
         }
         if (r < 0)
             return r;
@@ -378,7 +463,7 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
     if (r == 0)
         r = tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len);
     if (r == 0)
-        r = expect(s, RS_FORWARD, TG_REDIS_REPLY_NONE);
+        r = expect_proto(s, RS_FORWARD, hello->ver);
     s->resp3 = hello->ver == 3;
     return r;
 }
@@ -408,7 +493,7 @@ static int on_hello(tg_conn *c, rs_session *s, const tg_slice *argv, uint32_t ar
     if (r == 0)
         r = tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len);
     if (r == 0)
-        r = expect(s, RS_FORWARD, TG_REDIS_REPLY_NONE);
+        r = expect_proto(s, RS_FORWARD, ver);
     s->resp3 = ver == 3;
     return r;
 }
@@ -562,12 +647,38 @@ static int send_prefixed(tg_conn *c, rs_session *s, const uint8_t *req, size_t r
     return s->tmp.len ? tg_conn_send(c, TG_SIDE_BACKEND, s->tmp.data, s->tmp.len) : 0;
 }
 
-static bool is_pubsub(const tg_redis_verdict *v)
+/* Index of a subscribe-family command name in sub_names, or -1. */
+static int sub_index(const char *name)
 {
-    return v->reply == TG_REDIS_REPLY_PUBSUB || v->reply == TG_REDIS_REPLY_CHANNELS ||
-           v->reply == TG_REDIS_REPLY_NUMSUB || v->nchannels > 0 ||
-           (v->cmd && (v->cmd->flags & TG_REDIS_CMD_PUBSUB)) ||
-           (v->cmd && (v->cmd->acl & TG_REDIS_ACL_PUBSUB));
+    for (size_t i = 0; i < sizeof(sub_names) / sizeof(sub_names[0]); i++)
+        if (strcmp(name, sub_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+/*
+ * A RESP2 connection with subscriptions: Redis runs only the subscribe family,
+ * PING, QUIT and RESET. Returns true when `name` is one the session must answer
+ * itself with Redis's error (it handles it locally or tracks its state); other
+ * commands are forwarded and Redis answers.
+ */
+static bool subscribed_refuses_locally(const rs_session *s, const char *name, bool local)
+{
+    if (s->resp3 || !pubsub_busy(s) || sub_index(name) >= 0 || strcmp(name, "ping") == 0 ||
+        strcmp(name, "quit") == 0 || strcmp(name, "reset") == 0)
+        return false;
+    return local || strcmp(name, "multi") == 0 || strcmp(name, "exec") == 0 ||
+           strcmp(name, "discard") == 0;
+}
+
+static int subscribed_error(tg_conn *c, rs_session *s, const char *name)
+{
+    char msg[160];
+    int n = snprintf(msg, sizeof(msg),
+                     "-ERR Can't execute '%.32s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / "
+                     "QUIT / RESET are allowed in this context\r\n",
+                     name);
+    return local_reply(c, s, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
 }
 
 static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_len,
@@ -580,6 +691,8 @@ static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_
     tg_redis_verdict_kind k = tg_redis_judge(s->rl->table, argv, argc, &o, &v);
     if (k == TG_REDIS_DENY)
         return deny(c, s, argv, v.reason);
+    if (v.cmd && subscribed_refuses_locally(s, v.cmd->name, k == TG_REDIS_LOCAL))
+        return subscribed_error(c, s, v.cmd->name);
     if (k == TG_REDIS_LOCAL) {
         if (v.local == TG_REDIS_LOCAL_QUIT)
             return on_quit(c, s);
@@ -598,12 +711,15 @@ static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_
             return deny(c, s, argv, "command is not supported");
         }
     }
-    if (is_pubsub(&v))
-        return deny(c, s, argv, "pub/sub is not supported yet");
     if (s->in_multi && v.reply != TG_REDIS_REPLY_NONE)
         return deny(c, s, argv, "this command is not supported inside MULTI yet");
+    int sub = v.reply == TG_REDIS_REPLY_PUBSUB && v.cmd ? sub_index(v.cmd->name) : -1;
+    if (v.reply == TG_REDIS_REPLY_PUBSUB && sub < 0)
+        return deny(c, s, argv, "command is not supported");
 
-    rs_action action = v.reply == TG_REDIS_REPLY_NONE ? RS_FORWARD : RS_STRIP;
+    rs_action action = v.reply == TG_REDIS_REPLY_NONE ? RS_FORWARD
+                       : sub >= 0                     ? RS_PUBSUB
+                                                      : RS_STRIP;
     const char *name = v.cmd ? v.cmd->name : "";
     int r;
     if (strcmp(name, "multi") == 0) {
@@ -633,7 +749,14 @@ static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_
     TG_STAT_ADD(tg_conn_stats(c)->messages_forwarded, 1);
     if (prefixed)
         TG_STAT_ADD(tg_conn_stats(c)->messages_rewritten, 1);
-    return expect(s, action, v.reply);
+    if ((r = expect(s, action, v.reply)) < 0 || sub < 0)
+        return r;
+    rs_expect *e = last_expect(s);
+    e->sub = (uint8_t)(sub + 1);
+    e->left = argc - 1;
+    e->all = argc == 1;
+    s->pubsub_pending++;
+    return 0;
 }
 
 /* Before authentication: only AUTH, HELLO ... AUTH, RESET and QUIT. */
@@ -676,9 +799,16 @@ static ssize_t protocol_error(tg_conn *c, rs_session *s, ssize_t err, size_t len
                 1);
     const char *msg = err == TG_ETOOBIG ? "-ERR Protocol error: request too large\r\n"
                                         : "-ERR Protocol error: invalid request\r\n";
-    s->done = true;
+    s->input_closed = true;
     int r = local_str(c, s, msg);
-    tg_conn_finish(c);
+    /* Commands pipelined before the bad one still get their replies, then the error, as Redis
+     * does; the connection closes once those have been relayed. */
+    if (s->rq.outstanding == 0) {
+        s->done = true;
+        tg_conn_finish(c);
+    } else {
+        s->quitting = true;
+    }
     return r < 0 ? r : (ssize_t)len;
 }
 
@@ -687,7 +817,7 @@ static ssize_t relay_client(tg_conn *c, rs_session *s, const uint8_t *data, size
     size_t off = 0;
     if (!s->argv_cap && grow_argv(s, 64) < 0)
         return TG_ENOMEM;
-    while (off < len && !s->done && !s->connecting) {
+    while (off < len && !s->done && !s->input_closed && !s->connecting) {
         tg_resp_limits lim = s->authed ? TG_RESP_LIMITS_DEFAULT : TG_RESP_LIMITS_PREAUTH;
         uint32_t argc = 0;
         ssize_t n =
@@ -709,7 +839,7 @@ static ssize_t relay_client(tg_conn *c, rs_session *s, const uint8_t *data, size
             return r;
         off += (size_t)n;
     }
-    if (s->done)
+    if (s->done || s->input_closed)
         return (ssize_t)len;
     return (ssize_t)off;
 }
@@ -883,9 +1013,133 @@ static int strip_reply(rs_session *s, tg_redis_reply_kind kind, const uint8_t *p
             return r;
         return tg_buf_append(out, tmp->data, tmp->len);
     }
+    case TG_REDIS_REPLY_CHANNELS:
+        off = body;
+        return strip_key_list(s, p, len, &off, out, &s->tmp);
+    case TG_REDIS_REPLY_NUMSUB: {
+        /* RESP2: [channel, count, ...]; RESP3 may be %{channel: count}. */
+        if (top.type == TG_RESP_SET || (top.type == TG_RESP_ARRAY && top.count % 2))
+            return TG_EPROTO;
+        uint64_t pairs = top.type == TG_RESP_MAP ? top.count : top.count / 2;
+        tg_buf *tmp = &s->tmp;
+        tmp->len = 0;
+        uint64_t kept = 0;
+        for (uint64_t i = 0; i < pairs; i++) {
+            int k = strip_key(s, p, len, &off, tmp);
+            if (k < 0)
+                return k;
+            if ((r = copy_value(p, len, &off, k ? tmp : NULL)) < 0)
+                return r;
+            kept += (uint64_t)k;
+        }
+        if ((r = write_header(out, top.type, top.type == TG_RESP_MAP ? kept : 2 * kept)) < 0)
+            return r;
+        return tg_buf_append(out, tmp->data, tmp->len);
+    }
     default:
         return TG_EPROTO;
     }
+}
+
+/* ---- pub/sub messages and confirmations ------------------------------------------------- */
+
+/* What a backend value is, for the pub/sub sorting (see the top comment). */
+typedef enum { RS_VAL_REPLY, RS_VAL_MESSAGE, RS_VAL_CONFIRM, RS_VAL_OTHER_PUSH } rs_val;
+
+/*
+ * Sorts the complete value p[0..len) of type `type`. *sub gets the
+ * sub_names index of a confirmation.
+ */
+static rs_val classify(const rs_session *s, const uint8_t *p, size_t len, tg_resp_type type,
+                       int *sub)
+{
+    bool head_pubsub = s->fifo_len && s->fifo[s->fifo_head].action == RS_PUBSUB;
+    bool subscribed = s->r_chan || s->r_pat || s->r_shard;
+    if (type == TG_RESP_ARRAY && (s->r_resp3 || (!subscribed && !head_pubsub)))
+        return RS_VAL_REPLY; /* RESP2 pub/sub arrays exist only around subscriptions */
+    if (type != TG_RESP_ARRAY && type != TG_RESP_PUSH)
+        return RS_VAL_REPLY;
+    bool push = type == TG_RESP_PUSH;
+    size_t off = 0;
+    tg_resp_elem top, kind;
+    if (p[0] == '|' || next_elem(p, len, &off, &top) < 0 || top.streamed || top.is_null ||
+        top.count < 1 || next_elem(p, len, &off, &kind) < 0 ||
+        (kind.type != TG_RESP_BULK && kind.type != TG_RESP_SIMPLE) || kind.is_null)
+        return push ? RS_VAL_OTHER_PUSH : RS_VAL_REPLY;
+    int ci, pi;
+    if (!tg_redis_push_roles(kind.data, &ci, &pi))
+        return push ? RS_VAL_OTHER_PUSH : RS_VAL_REPLY;
+    for (size_t i = 0; i < sizeof(sub_names) / sizeof(sub_names[0]); i++) {
+        if (tg_slice_eq_str(kind.data, sub_names[i])) {
+            *sub = (int)i;
+            return top.count == 3 ? RS_VAL_CONFIRM : (push ? RS_VAL_OTHER_PUSH : RS_VAL_REPLY);
+        }
+    }
+    /* message / pmessage / smessage: in RESP2 only while subscribed (else a plain array) */
+    if (!push && !subscribed)
+        return RS_VAL_REPLY;
+    return RS_VAL_MESSAGE;
+}
+
+/*
+ * Rebuilds the pub/sub array or push p[0..len) into s->out with the names at
+ * element ci (channel, prefix) and pi (pattern, escaped prefix) stripped; a
+ * null name is kept. Returns 1, 0 when a name is not the tenant's, or < 0.
+ */
+static int strip_pubsub(rs_session *s, const uint8_t *p, size_t len, int ci, int pi)
+{
+    size_t off = 0;
+    tg_resp_elem top;
+    tg_buf *out = &s->out;
+    out->len = 0;
+    int r = next_elem(p, len, &off, &top);
+    if (r < 0)
+        return r;
+    r = top.type == TG_RESP_PUSH ? tg_resp_write_push(out, top.count)
+                                 : tg_resp_write_array(out, top.count);
+    for (uint64_t i = 0; r == 0 && i < top.count; i++) {
+        size_t at = off;
+        if ((int64_t)i != ci && (int64_t)i != pi) {
+            r = copy_value(p, len, &off, out);
+            continue;
+        }
+        tg_resp_elem e;
+        if ((r = next_elem(p, len, &off, &e)) < 0)
+            return r;
+        if (e.is_null && e.type != TG_RESP_ARRAY) {
+            r = tg_buf_append(out, p + at, off - at);
+            continue;
+        }
+        tg_slice pre = (int64_t)i == pi ? (tg_slice){s->glob, s->glob_len}
+                                        : (tg_slice){(const uint8_t *)s->prefix, s->prefix_len};
+        tg_slice rest;
+        if ((e.type != TG_RESP_BULK && e.type != TG_RESP_SIMPLE) ||
+            !tg_redis_strip_prefix(e.data, pre, &rest))
+            return 0;
+        r = tg_resp_write_bulk(out, rest);
+    }
+    return r < 0 ? r : 1;
+}
+
+/* A message: stripped and sent at once, or dropped (foreign name, RESET in flight). */
+static int on_message(tg_conn *c, rs_session *s, const uint8_t *p, size_t n)
+{
+    if (s->resets_pending) /* the client asked for RESET: what is still in flight is dropped */
+        return 0;
+    size_t off = 0;
+    tg_resp_elem top, kind;
+    int ci, pi;
+    if (next_elem(p, n, &off, &top) < 0 || next_elem(p, n, &off, &kind) < 0)
+        return TG_EPROTO;
+    (void)tg_redis_push_roles(kind.data, &ci, &pi);
+    int r = strip_pubsub(s, p, n, ci, pi);
+    if (r == 0) {
+        tg_log(TG_LOG_DEBUG, "pub/sub message outside the tenant's prefix dropped",
+               TG_FS("listener", s->rl->cfg->name), TG_FS("tenant", s->id.tenant),
+               TG_FI("length", n), TG_FEND);
+        return 0;
+    }
+    return r < 0 ? r : tg_conn_send(c, TG_SIDE_CLIENT, s->out.data, s->out.len);
 }
 
 static int emit_due(tg_conn *c, rs_session *s)
@@ -903,7 +1157,17 @@ static int on_reply(tg_conn *c, rs_session *s, rs_expect e, const uint8_t *p, si
 {
     bool is_err = type == TG_RESP_ERROR || type == TG_RESP_BLOB_ERROR;
     int r = 0;
+    if (e.proto && !is_err)
+        s->r_resp3 = e.proto == 3;
+    if (e.reset) { /* the backend RESET unsubscribed everything, without confirmations */
+        s->r_chan = s->r_pat = s->r_shard = 0;
+        s->resets_pending--;
+    }
     switch ((rs_action)e.action) {
+    case RS_PUBSUB: /* an error instead of confirmations: the only other answer */
+        if (!is_err)
+            return TG_EPROTO;
+        /* fall through */
     case RS_FORWARD:
         r = tg_conn_forward(c, TG_SIDE_CLIENT, p, n);
         break;
@@ -946,6 +1210,71 @@ static int on_reply(tg_conn *c, rs_session *s, rs_expect e, const uint8_t *p, si
     return r < 0 ? r : emit_due(c, s);
 }
 
+static void fifo_pop(rs_session *s)
+{
+    if (s->fifo[s->fifo_head].action == RS_PUBSUB)
+        s->pubsub_pending--;
+    s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
+    s->fifo_len--;
+}
+
+/*
+ * A subscription confirmation p[0..n) for sub_names[sub]: the backend's counts
+ * are updated from its last element; it is the FIFO head's (partial) reply, or,
+ * unasked for, dropped.
+ */
+static int on_confirm(tg_conn *c, rs_session *s, int sub, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    tg_resp_elem top, cnt;
+    int r;
+    if ((r = next_elem(p, n, &off, &top)) < 0 || (r = copy_value(p, n, &off, NULL)) < 0 ||
+        (r = copy_value(p, n, &off, NULL)) < 0 || (r = next_elem(p, n, &off, &cnt)) < 0)
+        return r;
+    if (cnt.type != TG_RESP_INTEGER || cnt.integer < 0)
+        return TG_EPROTO;
+    uint64_t count = (uint64_t)cnt.integer, before;
+    int family = sub / 2;
+    /* SUBSCRIBE and PSUBSCRIBE count channels + patterns; SSUBSCRIBE shard channels only. */
+    if (family == RS_SUB_SHARD) {
+        before = s->r_shard;
+        s->r_shard = count;
+    } else {
+        uint64_t *mine = family == RS_SUB_CHANNEL ? &s->r_chan : &s->r_pat;
+        uint64_t other = family == RS_SUB_CHANNEL ? s->r_pat : s->r_chan;
+        if (count < other)
+            return TG_EPROTO;
+        before = *mine;
+        *mine = count - other;
+    }
+    rs_expect *e = s->fifo_len ? &s->fifo[s->fifo_head] : NULL;
+    if (!e || e->action != RS_PUBSUB) {
+        tg_log(TG_LOG_DEBUG, "unrequested pub/sub confirmation dropped",
+               TG_FS("listener", s->rl->cfg->name), TG_FS("tenant", s->id.tenant), TG_FEND);
+        return 0;
+    }
+    if (e->sub != sub + 1)
+        return TG_EPROTO;
+    if (e->all) { /* one per subscription the backend had, or one with a null name */
+        e->all = false;
+        e->left = before > 1 ? (uint32_t)(before > UINT32_MAX ? UINT32_MAX : before) : 1;
+    }
+    int ci, pi;
+    (void)tg_redis_push_roles(tg_slice_str(sub_names[sub]), &ci, &pi);
+    r = strip_pubsub(s, p, n, ci, pi);
+    if (r == 0) { /* cannot be dropped without losing the reply order: end the session */
+        tg_log(TG_LOG_ERROR, "pub/sub confirmation outside the tenant's prefix",
+               TG_FS("listener", s->rl->cfg->name), TG_FS("tenant", s->id.tenant), TG_FEND);
+        return TG_EPROTO;
+    }
+    if (r < 0 || (r = tg_conn_send(c, TG_SIDE_CLIENT, s->out.data, s->out.len)) < 0)
+        return r;
+    if (--e->left)
+        return 0;
+    fifo_pop(s);
+    return emit_due(c, s);
+}
+
 static ssize_t relay_backend(tg_conn *c, rs_session *s, const uint8_t *data, size_t len)
 {
     size_t off = 0;
@@ -956,16 +1285,25 @@ static ssize_t relay_backend(tg_conn *c, rs_session *s, const uint8_t *data, siz
             break;
         if (n < 0)
             return n;
-        if (type == TG_RESP_PUSH) { /* out of band (no pub/sub yet): dropped */
-            off += (size_t)n;
-            continue;
+        int sub = -1, r = 0;
+        switch (classify(s, data + off, (size_t)n, type, &sub)) {
+        case RS_VAL_MESSAGE:
+            r = on_message(c, s, data + off, (size_t)n);
+            break;
+        case RS_VAL_CONFIRM:
+            r = on_confirm(c, s, sub, data + off, (size_t)n);
+            break;
+        case RS_VAL_OTHER_PUSH: /* out of band, nothing the client asked for: dropped */
+            break;
+        case RS_VAL_REPLY: {
+            if (s->fifo_len == 0)
+                return TG_EPROTO; /* a reply nobody asked for */
+            rs_expect e = s->fifo[s->fifo_head];
+            fifo_pop(s);
+            r = on_reply(c, s, e, data + off, (size_t)n, type);
+            break;
         }
-        if (s->fifo_len == 0)
-            return TG_EPROTO; /* a reply nobody asked for */
-        rs_expect e = s->fifo[s->fifo_head];
-        s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
-        s->fifo_len--;
-        int r = on_reply(c, s, e, data + off, (size_t)n, type);
+        }
         if (r < 0)
             return r;
         off += (size_t)n;
@@ -998,7 +1336,7 @@ static int rs_backend_ready(tg_conn *c, void *session)
         r = tg_conn_send(c, TG_SIDE_BACKEND, s->pending.data, s->pending.len);
         s->pending.len = 0;
         if (r == 0)
-            r = expect(s, RS_FORWARD, TG_REDIS_REPLY_NONE);
+            r = expect_proto(s, RS_FORWARD, s->resp3 ? 3 : 2);
     }
     if (r == 0 && s->first_ok) {
         s->first_ok = false;

@@ -358,8 +358,9 @@ def test_refused(env):
         ["FLUSHALL"], ["FLUSHDB"], ["CONFIG", "GET", "*"], ["CONFIG", "SET", "requirepass", "x"],
         ["DBSIZE"], ["RANDOMKEY"], ["SELECT", "1"], ["SWAPDB", "0", "1"], ["MOVE", "k", "1"],
         ["DEBUG", "SLEEP", "1"], ["SHUTDOWN"], ["CLIENT", "LIST"], ["CLIENT", "KILL", "ID", "1"],
-        ["ACL", "LIST"], ["MONITOR"], ["EVAL", "return 1", "0"], ["SUBSCRIBE", "ch"],
-        ["PSUBSCRIBE", "*"], ["PUBLISH", "ch", "x"], ["PUBSUB", "CHANNELS"],
+        ["ACL", "LIST"], ["MONITOR"], ["EVAL", "return 1", "0"],
+        ["SUBSCRIBE", "__keyspace@0__:k"], ["PSUBSCRIBE", "__keyevent@0__:*"],
+        ["PUBLISH", "__keyspace@0__:k", "x"], ["PUBSUB", "NUMPAT"],
         ["CLIENT", "REPLY", "OFF"], ["NOSUCHCOMMAND"], ["KEYS"], ["SCRIPT", "FLUSH"],
     ]
     for cmd in refused:
