@@ -597,15 +597,39 @@ static int send_rebuilt(tg_conn *c, rs_session *s, const tg_slice *argv, uint32_
     return r < 0 ? r : tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len);
 }
 
-static int forward_range(tg_conn *c, const uint8_t *from, const uint8_t *to)
+/*
+ * Where send_prefixed's pieces go. A large request goes out as slices of the
+ * input (forwarded, no copy) with the few copied bytes of new headers and
+ * prefixes between them. A small one is assembled whole in `buf`: copying
+ * forty bytes costs less than three iovecs, and consecutive small requests of
+ * a pipeline then leave as one contiguous piece.
+ */
+typedef struct piece_sink {
+    tg_conn *c;
+    tg_buf *buf; /* NULL: scatter/gather straight to the backend */
+} piece_sink;
+
+#define RS_ASSEMBLE_MAX 1024 /* requests up to this size are assembled, not scattered */
+
+/* Bytes that lie in the input. */
+static int sink_input(piece_sink *k, const uint8_t *from, const uint8_t *to)
 {
-    return to > from ? tg_conn_forward(c, TG_SIDE_BACKEND, from, (size_t)(to - from)) : 0;
+    if (to <= from)
+        return 0;
+    return k->buf ? tg_buf_append(k->buf, from, (size_t)(to - from))
+                  : tg_conn_forward(k->c, TG_SIDE_BACKEND, from, (size_t)(to - from));
+}
+
+/* Bytes made here. */
+static int sink_new(piece_sink *k, const void *p, size_t n)
+{
+    return k->buf ? tg_buf_append(k->buf, p, n) : tg_conn_send(k->c, TG_SIDE_BACKEND, p, n);
 }
 
 /*
  * A multibulk request with prefixes: for each prefixed argument a new header
- * and the prefix (copied, a few bytes), the argument and everything else
- * forwarded from the input without copying.
+ * and the prefix, the argument and everything else taken from the input
+ * (see piece_sink for when that is a copy).
  */
 static int send_prefixed(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_len,
                          const tg_slice *argv, uint32_t argc, const tg_redis_verdict *v)
@@ -620,11 +644,13 @@ static int send_prefixed(tg_conn *c, rs_session *s, const uint8_t *req, size_t r
     int r = write_append(s, v, &s->tmp, &added);
     if (r < 0)
         return r;
+    s->out.len = 0;
+    piece_sink k = {c, req_len <= RS_ASSEMBLE_MAX ? &s->out : NULL};
     const uint8_t *run = req;
     if (added) {
         char hdr[32];
         int n = snprintf(hdr, sizeof(hdr), "*%u\r\n", argc + added);
-        if ((r = tg_conn_send(c, TG_SIDE_BACKEND, hdr, (size_t)n)) < 0)
+        if ((r = sink_new(&k, hdr, (size_t)n)) < 0)
             return r;
         run = count_end;
     }
@@ -633,18 +659,20 @@ static int send_prefixed(tg_conn *c, rs_session *s, const uint8_t *req, size_t r
         if (!p.len)
             continue;
         const uint8_t *hdr_start = i == 0 ? count_end : argv[i - 1].base + argv[i - 1].len + 2;
-        if ((r = forward_range(c, run, hdr_start)) < 0)
+        if ((r = sink_input(&k, run, hdr_start)) < 0)
             return r;
         char hdr[32 + RS_PREFIX_MAX * 2];
         size_t hl = tg_resp_bulk_header(hdr, p.len + argv[i].len);
         memcpy(hdr + hl, p.base, p.len);
-        if ((r = tg_conn_send(c, TG_SIDE_BACKEND, hdr, hl + p.len)) < 0)
+        if ((r = sink_new(&k, hdr, hl + p.len)) < 0)
             return r;
         run = argv[i].base;
     }
-    if ((r = forward_range(c, run, end)) < 0)
+    if ((r = sink_input(&k, run, end)) < 0)
         return r;
-    return s->tmp.len ? tg_conn_send(c, TG_SIDE_BACKEND, s->tmp.data, s->tmp.len) : 0;
+    if (s->tmp.len && (r = sink_new(&k, s->tmp.data, s->tmp.len)) < 0)
+        return r;
+    return k.buf ? tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len) : 0;
 }
 
 /* Index of a subscribe-family command name in sub_names, or -1. */
