@@ -856,18 +856,31 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/*
+ * Relays the next bytes of a streamed frame: at most *left of the avail bytes
+ * at p go to side `to` (forwarded, not copied); *left and *off advance.
+ */
+static int stream_frame(tg_conn *c, tg_side_id to, const uint8_t *p, size_t avail, uint64_t *left,
+                        size_t *off)
+{
+    size_t k = avail < *left ? avail : (size_t)*left;
+    int r = tg_conn_forward(c, to, p, k);
+    if (r == 0) {
+        *left -= k;
+        *off += k;
+    }
+    return r;
+}
+
 static ssize_t relay_client(tg_conn *c, pg_session *s, const uint8_t *data, size_t len)
 {
     size_t off = 0;
     const uint32_t max = s->pl->cfg->postgres.max_message_bytes;
     while (off < len && s->state == ST_READY) {
         if (s->pass_client) {
-            size_t k = len - off < s->pass_client ? len - off : (size_t)s->pass_client;
-            int r = tg_conn_forward(c, TG_SIDE_BACKEND, data + off, k);
+            int r = stream_frame(c, TG_SIDE_BACKEND, data + off, len - off, &s->pass_client, &off);
             if (r < 0)
                 return r;
-            s->pass_client -= k;
-            off += k;
             continue;
         }
         if (len - off < 5)
@@ -881,12 +894,10 @@ static ssize_t relay_client(tg_conn *c, pg_session *s, const uint8_t *data, size
         }
         uint64_t frame = 1 + (uint64_t)length;
         if (client_streamed(type)) {
-            size_t k = len - off < frame ? len - off : (size_t)frame;
-            int r = tg_conn_forward(c, TG_SIDE_BACKEND, data + off, k);
+            s->pass_client = frame;
+            int r = stream_frame(c, TG_SIDE_BACKEND, data + off, len - off, &s->pass_client, &off);
             if (r < 0)
                 return r;
-            s->pass_client = frame - k;
-            off += k;
             if (type == PqMsg_Sync && !s->in_copy) {
                 s->syncs_sent++;
                 s->syncs_since_cmd++;
@@ -1017,12 +1028,9 @@ static ssize_t relay_backend(tg_conn *c, pg_session *s, const uint8_t *data, siz
     const uint32_t max = s->pl->cfg->postgres.max_message_bytes;
     while (off < len) {
         if (s->pass_backend) {
-            size_t k = len - off < s->pass_backend ? len - off : (size_t)s->pass_backend;
-            int r = tg_conn_forward(c, TG_SIDE_CLIENT, data + off, k);
+            int r = stream_frame(c, TG_SIDE_CLIENT, data + off, len - off, &s->pass_backend, &off);
             if (r < 0)
                 return r;
-            s->pass_backend -= k;
-            off += k;
             continue;
         }
         if (len - off < 5)
@@ -1033,12 +1041,10 @@ static ssize_t relay_backend(tg_conn *c, pg_session *s, const uint8_t *data, siz
             return TG_EPROTO;
         uint64_t frame = 1 + (uint64_t)length;
         if (!backend_inspected(type)) {
-            size_t k = len - off < frame ? len - off : (size_t)frame;
-            int r = tg_conn_forward(c, TG_SIDE_CLIENT, data + off, k);
+            s->pass_backend = frame;
+            int r = stream_frame(c, TG_SIDE_CLIENT, data + off, len - off, &s->pass_backend, &off);
             if (r < 0)
                 return r;
-            s->pass_backend = frame - k;
-            off += k;
             continue;
         }
         tg_pg_msg m;
