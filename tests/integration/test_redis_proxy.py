@@ -10,7 +10,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -18,159 +17,17 @@ import pytest
 import redis
 
 import tghelpers as h
-from pg_fixture import Tokens
+from redis_fixture import Raw, redis_env  # noqa: F401  (Raw: for test_redis_pubsub)
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 REDIS_BENCH = shutil.which("redis-benchmark") or "/usr/bin/redis-benchmark"
-SVC_PASSWORD = "svc-" + os.urandom(8).hex()
-
-
-class Env:
-    def __init__(self, port, direct, tokens, proxy):
-        self.port, self.direct, self.tokens, self.proxy = port, direct, tokens, proxy
-
-    def client(self, tenant=None, token=None, **kw):
-        if token is None:
-            token = self.tokens.mint(tenant)
-        return redis.Redis(host="127.0.0.1", port=self.port, password=token,
-                           socket_timeout=h.scaled(30), **kw)
-
-    def raw(self):
-        return Raw(self.port)
-
-
-class Raw:
-    """A bare RESP connection: send commands, read replies as raw bytes."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=h.scaled(10))
-        self.buf = b""
-
-    def send(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.s.sendall(b"".join(out))
-
-    def _fill(self):
-        d = self.s.recv(65536)
-        if not d:
-            raise EOFError
-        self.buf += d
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def read(self):
-        """One reply as a Python value; errors as ('ERR', text)."""
-        line = self._line()
-        t, rest = line[:1], line[1:]
-        if t in (b"+",):
-            return rest
-        if t == b"-":
-            return ("ERR", rest)
-        if t == b":":
-            return int(rest)
-        if t == b"_":
-            return None
-        if t in (b"$", b"="):
-            n = int(rest)
-            if n < 0:
-                return None
-            while len(self.buf) < n + 2:
-                self._fill()
-            v, self.buf = self.buf[:n], self.buf[n + 2:]
-            return v
-        if t in (b"*", b"~", b">"):
-            n = int(rest)
-            return None if n < 0 else [self.read() for _ in range(n)]
-        if t == b"%":
-            return {self._key(self.read()): self.read() for _ in range(int(rest))}
-        if t in (b"#",):
-            return rest == b"t"
-        if t in (b",", b"("):
-            return rest
-        raise AssertionError(f"unexpected reply type {line!r}")
-
-    @staticmethod
-    def _key(k):
-        return tuple(k) if isinstance(k, list) else k
-
-    def cmd(self, *args):
-        self.send(*args)
-        return self.read()
-
-    def closed(self, timeout=5.0):
-        self.s.settimeout(timeout)
-        try:
-            while True:
-                d = self.s.recv(65536)
-                if not d:
-                    return True
-                self.buf += d
-        except (ConnectionResetError, socket.timeout):
-            return False
-
-    def close(self):
-        self.s.close()
 
 
 @pytest.fixture(scope="module")
 def env():
-    workdir = tempfile.mkdtemp(prefix="tg-redis-")
-    rport = h.free_port()
-    rs = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", workdir, "--requirepass", SVC_PASSWORD,
-         "--protected-mode", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    direct = redis.Redis(host="127.0.0.1", port=rport, password=SVC_PASSWORD)
-    deadline = time.time() + 10
-    while True:
-        try:
-            direct.ping()
-            break
-        except redis.ConnectionError:
-            if time.time() > deadline:
-                rs.kill()
-                raise
-            time.sleep(0.05)
-    secret = os.urandom(32).hex()
-    jwt_file = os.path.join(workdir, "jwt-secret")
-    pw_file = os.path.join(workdir, "redis-password")
-    with open(jwt_file, "w") as f:
-        f.write(secret + "\n")
-    with open(pw_file, "w") as f:
-        f.write(SVC_PASSWORD + "\n")
-    port = h.free_port()
-    cfg = h.base_config(
-        [{"name": "redis", "protocol": "redis", "listen": f"127.0.0.1:{port}",
-          "backend": {"address": f"127.0.0.1:{rport}", "user": "default",
-                      "password_file": pw_file}}],
-        auth={"jwt": {"algorithms": ["HS256"], "hs256_secret_file": jwt_file}})
-    proxy = h.Proxy(workdir, cfg, name="tg").start()
-    try:
-        yield Env(port, direct, Tokens(secret), proxy)
-    finally:
-        try:
-            if proxy.rc is None:
-                proxy.stop()
-            else:
-                proxy.check_sanitizers()
-        finally:
-            proxy.kill()
-            proxy.close_files()
-            rs.terminate()
-            try:
-                rs.wait(10)
-            except subprocess.TimeoutExpired:
-                rs.kill()
-            shutil.rmtree(workdir, ignore_errors=True)
+    with redis_env() as e:
+        yield e
 
 
 def raw_keys(env, tenant):
