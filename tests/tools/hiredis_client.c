@@ -63,13 +63,16 @@ int main(int argc, char **argv)
     redisContext *c = redisConnectWithTimeout("127.0.0.1", atoi(argv[1]), tv);
     if (!c || c->err) {
         printf("FAIL: connect: %s\n", c ? c->errstr : "out of memory");
+        redisFree(c);
         return 1;
     }
     redisSetTimeout(c, tv);
     int rc = 0;
     rc |= expect_str(c, "AUTH", "OK", redisCommand(c, "AUTH %s", argv[2]));
-    if (rc)
+    if (rc) {
+        redisFree(c);
         return 1;
+    }
     rc |= expect_str(c, "SET", "OK", redisCommand(c, "SET %s:str %s", p, "hello hiredis"));
     rc |= expect_str(c, "GET", "hello hiredis", redisCommand(c, "GET %s:str", p));
     redisReply *r = redisCommand(c, "DEL %s:n %s:list", p, p);
@@ -122,6 +125,7 @@ int main(int argc, char **argv)
         void *v = NULL;
         if (redisGetReply(c, &v) != REDIS_OK) {
             printf("FAIL: pipeline reply %d: %s\n", i, c->errstr);
+            redisFree(c);
             return 1;
         }
         r = v;
