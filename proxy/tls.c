@@ -203,12 +203,28 @@ static void ctx_common(SSL_CTX *c)
     SSL_CTX_set_default_passwd_cb(c, no_passphrase_cb);
 }
 
+/* Wraps a configured SSL_CTX (taking it over, freed on failure) into a tg_tls_ctx. */
+static int wrap_ctx(SSL_CTX *c, bool server, tg_backend_tls_mode mode, tg_tls_ctx **out, char *err,
+                    size_t errlen)
+{
+    tg_tls_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL) {
+        snprintf(err, errlen, "out of memory");
+        SSL_CTX_free(c);
+        return TG_ENOMEM;
+    }
+    ctx->ssl_ctx = c;
+    ctx->server = server;
+    ctx->mode = mode;
+    *out = ctx;
+    return 0;
+}
+
 int tg_tls_ctx_new_server(const char *cert_file, const char *key_file, tg_tls_ctx **out, char *err,
                           size_t errlen)
 {
     char what[PATH_MAX + 64];
     SSL_CTX *c = NULL;
-    tg_tls_ctx *ctx = NULL;
 
     ERR_clear_error();
     if (cert_file == NULL || key_file == NULL) {
@@ -252,17 +268,7 @@ int tg_tls_ctx_new_server(const char *cert_file, const char *key_file, tg_tls_ct
         goto fail;
     }
 
-    ctx = calloc(1, sizeof(*ctx));
-    if (ctx == NULL) {
-        snprintf(err, errlen, "out of memory");
-        SSL_CTX_free(c);
-        return TG_ENOMEM;
-    }
-    ctx->ssl_ctx = c;
-    ctx->server = true;
-    ctx->mode = TG_BACKEND_TLS_DISABLE;
-    *out = ctx;
-    return 0;
+    return wrap_ctx(c, true, TG_BACKEND_TLS_DISABLE, out, err, errlen);
 
 fail:
     SSL_CTX_free(c);
@@ -275,7 +281,6 @@ int tg_tls_ctx_new_client(tg_backend_tls_mode mode, const char *ca_file, tg_tls_
 {
     char what[PATH_MAX + 64];
     SSL_CTX *c = NULL;
-    tg_tls_ctx *ctx = NULL;
 
     ERR_clear_error();
     if (mode != TG_BACKEND_TLS_REQUIRE && mode != TG_BACKEND_TLS_VERIFY_FULL) {
@@ -313,17 +318,7 @@ int tg_tls_ctx_new_client(tg_backend_tls_mode mode, const char *ca_file, tg_tls_
         SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
     }
 
-    ctx = calloc(1, sizeof(*ctx));
-    if (ctx == NULL) {
-        snprintf(err, errlen, "out of memory");
-        SSL_CTX_free(c);
-        return TG_ENOMEM;
-    }
-    ctx->ssl_ctx = c;
-    ctx->server = false;
-    ctx->mode = mode;
-    *out = ctx;
-    return 0;
+    return wrap_ctx(c, false, mode, out, err, errlen);
 
 fail:
     SSL_CTX_free(c);

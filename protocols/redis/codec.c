@@ -237,6 +237,21 @@ static ssize_t parse_line(const uint8_t *buf, size_t len, uint64_t max_line, tg_
  * max_inline and an aggregate declaring more than max_reply_elems elements
  * are TG_ETOOBIG.
  */
+
+/*
+ * The CRLF that must follow a payload ending at `end`: checked byte by byte as
+ * soon as each is in, so a bad terminator fails without waiting. Returns 1 when
+ * both are there, TG_NEED_MORE, or TG_EPROTO.
+ */
+static int payload_crlf(const uint8_t *buf, size_t len, size_t end)
+{
+    if (len > end && buf[end] != '\r')
+        return TG_EPROTO;
+    if (len > end + 1 && buf[end + 1] != '\n')
+        return TG_EPROTO;
+    return len < end + 2 ? TG_NEED_MORE : 1;
+}
+
 static ssize_t parse_elem(const uint8_t *buf, size_t len, const tg_resp_limits *lim,
                           tg_resp_elem *e)
 {
@@ -323,12 +338,8 @@ static ssize_t parse_elem(const uint8_t *buf, size_t len, const tg_resp_limits *
         if (n > (uint64_t)(SSIZE_MAX - 2) - p)
             return TG_ETOOBIG;
         size_t end = p + (size_t)n;
-        if (len > end && buf[end] != '\r')
-            return TG_EPROTO;
-        if (len > end + 1 && buf[end + 1] != '\n')
-            return TG_EPROTO;
-        if (len < end + 2)
-            return TG_NEED_MORE;
+        if ((rc = payload_crlf(buf, len, end)) <= 0)
+            return rc;
         if (t == '=' && buf[p + 3] != ':')
             return TG_EPROTO;
         r.data = (tg_slice){buf + p, (size_t)n};
@@ -476,12 +487,8 @@ static ssize_t decode_multibulk(const uint8_t *buf, size_t len, const tg_resp_li
         if (n > lim->max_bulk || n > (uint64_t)(SSIZE_MAX - 2) - p)
             return TG_ETOOBIG;
         size_t end = p + (size_t)n;
-        if (len > end && buf[end] != '\r')
-            return TG_EPROTO;
-        if (len > end + 1 && buf[end + 1] != '\n')
-            return TG_EPROTO;
-        if (len < end + 2)
-            return TG_NEED_MORE;
+        if ((rc = payload_crlf(buf, len, end)) <= 0)
+            return rc;
         if (i < argv_cap)
             argv[i] = (tg_slice){buf + p, (size_t)n};
         p = end + 2;
