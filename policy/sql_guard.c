@@ -193,15 +193,26 @@ static const char *const default_deny_relations[] = {
 };
 
 /*
- * Client encodings in which a multibyte character may contain an ASCII byte
- * (quote, backslash): the server would split such text differently from the
- * guard, which parses the bytes as they are. Names normalised the way
- * PostgreSQL does (lowercase, alphanumerics only).
+ * Client encodings the server splits the way the guard does: single-byte
+ * encodings and multibyte ones whose every byte of a multibyte character is
+ * 0x80 or above. SJIS, BIG5, GBK, UHC, GB18030 and JOHAB are missing on
+ * purpose: their second bytes can be a quote or a backslash, so the server
+ * would read a statement differently from the guard, which parses the bytes
+ * as they are. An allow-list, so an encoding alias nobody thought of is
+ * refused. Names as PostgreSQL's clean_encoding_name() leaves them: lowercase,
+ * alphanumerics only (pg_encname_tbl).
  */
-static const char *const unsafe_client_encodings[] = {
-    "sjis",  "shiftjis",   "mskanji",    "windows932", "win932", "cp932",      "shiftjis2004",
-    "big5",  "windows950", "win950",     "cp950",      "gbk",    "windows936", "win936",
-    "cp936", "uhc",        "windows949", "win949",     "cp949",  "gb18030",
+static const char *const safe_client_encodings[] = {
+    "utf8",        "unicode",     "sqlascii",    "latin1",      "latin2",      "latin3",
+    "latin4",      "latin5",      "latin6",      "latin7",      "latin8",      "latin9",
+    "latin10",     "iso88591",    "iso88592",    "iso88593",    "iso88594",    "iso88595",
+    "iso88596",    "iso88597",    "iso88598",    "iso88599",    "iso885910",   "iso885913",
+    "iso885914",   "iso885915",   "iso885916",   "win1250",     "win1251",     "win1252",
+    "win1253",     "win1254",     "win1255",     "win1256",     "win1257",     "win1258",
+    "windows1250", "windows1251", "windows1252", "windows1253", "windows1254", "windows1255",
+    "windows1256", "windows1257", "windows1258", "win866",      "windows866",  "win874",
+    "windows874",  "koi8",        "koi8r",       "koi8u",       "eucjp",       "euccn",
+    "euckr",       "euctw",       "eucjis2004",
 };
 
 /* ---- statement rules (data) --------------------------------------------------------------- */
@@ -713,22 +724,21 @@ static bool is_stmt_descriptor(const ProtobufCMessageDescriptor *d)
 
 /* ---- settings ---- */
 
-/* PostgreSQL's encoding-name normalisation: lowercase, alphanumerics only. */
-static bool client_encoding_unsafe(const char *value)
+bool tg_sql_client_encoding_safe(const char *name, size_t len)
 {
-    char norm[32];
+    char norm[32]; /* PostgreSQL's normalisation: lowercase, alphanumerics only */
     size_t n = 0;
-    for (const char *p = value; *p; p++) {
-        int c = ascii_lower((unsigned char)*p);
+    for (size_t i = 0; i < len; i++) {
+        int c = ascii_lower((unsigned char)name[i]);
         if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
             if (n + 1 >= sizeof(norm))
-                return true; /* no encoding name is this long: refuse */
+                return false; /* no encoding name is this long */
             norm[n++] = (char)c;
         }
     }
     norm[n] = '\0';
-    for (size_t i = 0; i < COUNT(unsafe_client_encodings); i++) {
-        if (strcmp(norm, unsafe_client_encodings[i]) == 0)
+    for (size_t i = 0; i < COUNT(safe_client_encodings); i++) {
+        if (strcmp(norm, safe_client_encodings[i]) == 0)
             return true;
     }
     return false;
@@ -782,7 +792,7 @@ static void check_set(walker *w, const PgQuery__VariableSetStmt *s)
     if (ascii_ieq(s->name, "client_encoding")) {
         const PgQuery__AConst *c =
             s->n_args == 1 ? node_string_const(literal(w, s->args[0])) : NULL;
-        if (!c || client_encoding_unsafe(c->sval->sval))
+        if (!c || !tg_sql_client_encoding_safe(c->sval->sval, strlen(c->sval->sval)))
             deny(w, "SET client_encoding to an encoding that is not ASCII-safe is not allowed");
     } else if (ascii_ieq(s->name, "standard_conforming_strings")) {
         /* Must stay denied: policy/sql_normalize.c relies on it (see the top of this file). */

@@ -84,6 +84,14 @@ int tg_sql_guard_rewrite(const tg_sql_guard *g, const char *sql, size_t len, con
                          char **out, size_t *out_len, tg_sql_verdict *why);
 
 /*
+ * Whether a client_encoding value (len bytes, as a client sends it in SET or a
+ * startup packet) is one the server splits the way the guard parses: an
+ * allow-list of ASCII-safe encodings under PostgreSQL's name normalisation.
+ * Used for SET and set_config here and for startup parameters by the session.
+ */
+bool tg_sql_client_encoding_safe(const char *name, size_t len);
+
+/*
  * The channel namespace of a tenant: "t" + 16 hex digits of XXH3-64(tenant) + "_"
  * (18 characters + NUL), so a prefixed channel fits PostgreSQL's 63-byte
  * identifiers whatever the tenant's length.

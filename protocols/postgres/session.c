@@ -229,39 +229,6 @@ static bool reserved_setting(const tg_postgres_config *p, const char *name, size
 }
 
 /*
- * Client encodings whose multibyte characters can hide a quote or a backslash
- * (SJIS, BIG5, GBK, UHC, GB18030, JOHAB) would make the backend read a
- * statement differently from the guard's parser: only these are accepted.
- * Names are compared upper-cased without '_' and '-', as PostgreSQL does.
- */
-static bool safe_client_encoding(tg_slice value)
-{
-    static const char *const safe[] = {
-        "UTF8",    "UNICODE", "SQLASCII", "LATIN1",   "LATIN2",     "LATIN3",
-        "LATIN4",  "LATIN5",  "LATIN6",   "LATIN7",   "LATIN8",     "LATIN9",
-        "LATIN10", "WIN1250", "WIN1251",  "WIN1252",  "WIN1253",    "WIN1254",
-        "WIN1255", "WIN1256", "WIN1257",  "WIN1258",  "WIN866",     "WIN874",
-        "KOI8R",   "KOI8U",   "ISO88595", "ISO88596", "ISO88597",   "ISO88598",
-        "EUCJP",   "EUCCN",   "EUCKR",    "EUCTW",    "EUCJIS2004", NULL,
-    };
-    char norm[32];
-    size_t n = 0;
-    for (size_t i = 0; i < value.len; i++) {
-        char ch = (char)value.base[i];
-        if (ch == '_' || ch == '-')
-            continue;
-        if (n + 1 >= sizeof(norm))
-            return false;
-        norm[n++] = (ch >= 'a' && ch <= 'z') ? (char)(ch - 'a' + 'A') : ch;
-    }
-    norm[n] = 0;
-    for (const char *const *e = safe; *e; e++)
-        if (strcmp(*e, norm) == 0)
-            return true;
-    return false;
-}
-
-/*
  * Settings that change how the server splits statement text. The SQL guard
  * parses with standard_conforming_strings on and the bytes as sent, and
  * refuses SETs that move away from that (policy/sql_guard.c); startup
@@ -276,7 +243,7 @@ static bool startup_value_safe(tg_slice name, tg_slice value)
         strncasecmp((const char *)name.base, "standard_conforming_strings", 27) == 0)
         return in_list(scs_on, (const char *)value.base, value.len);
     if (name.len == 15 && strncasecmp((const char *)name.base, "client_encoding", 15) == 0)
-        return safe_client_encoding(value);
+        return tg_sql_client_encoding_safe((const char *)value.base, value.len);
     return true;
 }
 

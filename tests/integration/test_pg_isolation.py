@@ -226,6 +226,7 @@ ATTACKS = [
     one("SET client_encoding = 'SJIS'"),
     one("SET client_encoding TO 'Shift_JIS'"),
     one("SET NAMES 'GBK'"),
+    one("SET client_encoding = 'JOHAB'"),
     one("SELECT set_config('standard_conforming_strings', 'off', false)"),
     one("SELECT set_config('client_encoding', 'BIG5', false)"),
     # -- set_config anywhere
@@ -703,6 +704,7 @@ SJIS_ATTACK = b"SELECT E'\x95\x5c' ; SET app.tenant_id = $$acme$$ ; -- '"
     ({"client_encoding": "SJIS"}, SJIS_ATTACK),
     ({"client_encoding": "'Shift_JIS'"}, SJIS_ATTACK),
     ({"client_encoding": "WIN932"}, SJIS_ATTACK),
+    ({"client_encoding": "JOHAB"}, SJIS_ATTACK),
     ({"options": "-c client_encoding=sjis"}, SJIS_ATTACK),
     ({"options": "-c client-encoding=MS_KANJI"}, SJIS_ATTACK),
     ({}, SCS_ATTACK),
