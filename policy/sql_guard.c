@@ -1582,7 +1582,7 @@ static bool judge(const tg_sql_guard *g, const char *sql, size_t len, tg_sql_ver
 #define NIL UINT32_MAX
 
 /*
- * One LRU holds two key spaces. Exact text: key = XXH3(fingerprint) seeded
+ * One LRU holds two key spaces. Exact text: key = XXH3(XXH3 of the text) seeded
  * with the guard's identity, check = XXH3(text) with an independent seed, len
  * = the text's length. Normalized: key and check = XXH3 of the normalized form
  * with two more independent seeds, len = NORM_LEN_BIT | the length class |
@@ -1734,6 +1734,7 @@ static void cache_store(tg_sql_cache *c, uint64_t key, uint64_t check, uint64_t 
 /* ---- public entry points ------------------------------------------------------------------ */
 
 #define CHECK_SEED_SALT UINT64_C(0x9e3779b97f4a7c15)
+#define AUDIT_SEED_SALT UINT64_C(0xc2b2ae3d27d4eb4f)
 #define NORM_KEY_SALT UINT64_C(0xc2b2ae3d27d4eb4f)
 #define NORM_CHECK_SALT UINT64_C(0x165667b19e3779f9)
 /* Texts up to this size are normalized on the stack; longer ones in a heap buffer. */
@@ -1778,6 +1779,41 @@ static tg_sql_verdict_kind cache_serve(tg_sql_cache *c, uint32_t i, tg_sql_verdi
     return out->kind;
 }
 
+/*
+ * The audit fingerprint of a denied statement: libpg_query's fingerprint,
+ * which ignores literal values (the same one pg_stat_statements-like tools
+ * use), so an audit line never lets a reader brute-force a short literal
+ * back out of its hash. Text that does not parse gets XXH3 seeded with the
+ * guard's per-process secret identity instead: stable within this process
+ * for correlating lines, useless for an offline guess.
+ */
+static uint64_t audit_fingerprint(const tg_sql_guard *g, const char *sql, size_t len)
+{
+    char stack[TG_SQL_STACK_COPY];
+    char *text = len && !memchr(sql, '\0', len) ? terminated(sql, len, stack, sizeof(stack)) : NULL;
+    uint64_t fp = 0;
+    bool have = false;
+    if (text) {
+        PgQueryFingerprintResult r = pg_query_fingerprint(text);
+        if (!r.error) {
+            fp = r.fingerprint;
+            have = true;
+        }
+        pg_query_free_fingerprint_result(r);
+        if (text != stack)
+            free(text);
+    }
+    return have ? fp : XXH3_64bits_withSeed(sql, len, g->identity ^ AUDIT_SEED_SALT);
+}
+
+static tg_sql_verdict_kind finish_check(const tg_sql_guard *g, const char *sql, size_t len,
+                                        tg_sql_verdict *out)
+{
+    if (out->kind == TG_SQL_DENY)
+        out->fingerprint = audit_fingerprint(g, sql, len);
+    return out->kind;
+}
+
 tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cache, const char *sql,
                                        size_t len, tg_sql_verdict *out)
 {
@@ -1789,16 +1825,18 @@ tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cach
     }
     if (!sql)
         sql = "";
-    out->fingerprint = XXH3_64bits(sql, len);
+    uint64_t text_hash = XXH3_64bits(sql, len);
     uint64_t key = 0, check = 0;
     norm_key nk = {0, 0, 0};
     int have_norm = 0;
     if (cache) {
-        key = XXH3_64bits_withSeed(&out->fingerprint, sizeof(out->fingerprint), g->identity);
+        key = XXH3_64bits_withSeed(&text_hash, sizeof(text_hash), g->identity);
         check = XXH3_64bits_withSeed(sql, len, g->identity ^ CHECK_SEED_SALT);
         uint32_t i = cache_find(cache, key, check, len);
-        if (i != NIL)
-            return cache_serve(cache, i, out);
+        if (i != NIL) {
+            cache_serve(cache, i, out);
+            return finish_check(g, sql, len, out);
+        }
         have_norm = normalized_key(g, sql, len, &nk);
         if (have_norm == TG_EINVAL)
             cache->norm_refused++;
@@ -1806,7 +1844,8 @@ tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cach
             i = cache_find(cache, nk.key, nk.check, nk.len);
             if (i != NIL) {
                 cache->norm_hits++;
-                return cache_serve(cache, i, out);
+                cache_serve(cache, i, out);
+                return finish_check(g, sql, len, out);
             }
         }
         cache->misses++;
@@ -1818,7 +1857,7 @@ tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cach
         if (have_norm > 0 && by_shape)
             cache_store(cache, nk.key, nk.check, nk.len, out);
     }
-    return out->kind;
+    return finish_check(g, sql, len, out);
 }
 
 /*
@@ -1879,7 +1918,7 @@ int tg_sql_guard_rewrite(const tg_sql_guard *g, const char *sql, size_t len, con
     }
     if (!sql)
         sql = "";
-    why->fingerprint = XXH3_64bits(sql, len);
+    why->fingerprint = audit_fingerprint(g, sql, len);
     if (len && memchr(sql, '\0', len)) {
         snprintf(why->reason, sizeof(why->reason), "statement contains a NUL byte");
         return TG_EINVAL;

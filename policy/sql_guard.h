@@ -33,7 +33,8 @@ typedef struct tg_sql_verdict {
     tg_sql_verdict_kind kind;
     char
         reason[192]; /* DENY: why, for the client's error ("SET of app.tenant_id is not allowed") */
-    uint64_t fingerprint; /* XXH3 of the text: for audit lines, never the text itself */
+    /* DENY (and a failed rewrite): a fingerprint for audit lines that ignores literal values */
+    uint64_t fingerprint;
 } tg_sql_verdict;
 
 typedef struct tg_sql_guard tg_sql_guard;

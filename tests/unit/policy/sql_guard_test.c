@@ -1168,6 +1168,33 @@ static void test_channel_prefix(void **state)
 
 /* ---- cache ---- */
 
+/*
+ * Audit lines carry a fingerprint that ignores literal values: statements that
+ * differ only in a literal share it, so a short secret literal cannot be
+ * guessed back from a log by hashing candidates.
+ */
+static void test_audit_fingerprint_ignores_literals(void **state)
+{
+    (void)state;
+    tg_sql_guard *g = guard_new(false);
+    tg_sql_verdict a, b, c, d;
+    const char *sa = "SELECT set_config('app.tenant_id', 'acme', false)";
+    const char *sb = "SELECT set_config('app.tenant_id', 'globex', false)";
+    assert_int_equal(check(g, NULL, sa, &a), TG_SQL_DENY);
+    assert_int_equal(check(g, NULL, sb, &b), TG_SQL_DENY);
+    assert_true(a.fingerprint != 0);
+    assert_true(a.fingerprint == b.fingerprint);
+    assert_true(a.fingerprint != XXH3_64bits(sa, strlen(sa)));
+    /* another statement shape has another fingerprint */
+    assert_int_equal(check(g, NULL, "TRUNCATE documents", &c), TG_SQL_DENY);
+    assert_true(c.fingerprint != a.fingerprint);
+    /* unparsable text: a keyed hash, not the plain one */
+    const char *bad = "SELEC 'acme'";
+    assert_int_equal(check(g, NULL, bad, &d), TG_SQL_DENY);
+    assert_true(d.fingerprint != 0 && d.fingerprint != XXH3_64bits(bad, strlen(bad)));
+    tg_sql_guard_free(g);
+}
+
 static void test_cache_hit(void **state)
 {
     (void)state;
@@ -1183,7 +1210,9 @@ static void test_cache_hit(void **state)
         assert_int_equal(check(g, c, texts[i], &v2), kinds[i]);
         assert_string_equal(v1.reason, v2.reason);
         assert_true(v1.fingerprint == v2.fingerprint);
-        assert_true(v1.fingerprint == XXH3_64bits(texts[i], strlen(texts[i])));
+        /* only denials carry an audit fingerprint, and never a plain hash of the text */
+        assert_true((v1.fingerprint != 0) == (kinds[i] == TG_SQL_DENY));
+        assert_true(v1.fingerprint != XXH3_64bits(texts[i], strlen(texts[i])));
     }
     tg_sql_cache_stats(c, &s);
     assert_int_equal(s.hits, 3);
@@ -1925,6 +1954,7 @@ int main(void)
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_rewrite),
         cmocka_unit_test(test_channel_prefix),
+        cmocka_unit_test(test_audit_fingerprint_ignores_literals),
         cmocka_unit_test(test_cache_hit),
         cmocka_unit_test(test_cache_eviction),
         cmocka_unit_test(test_cache_guard_identity),
