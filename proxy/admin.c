@@ -43,6 +43,7 @@ struct tg_admin {
     uv_tcp_t server;
     tg_metrics *metrics;
     tg_admin_ready_fn ready;
+    tg_admin_quit_fn quit;
     void *ud;
     int port;
     admin_conn *conns; /* open or closing connections */
@@ -217,25 +218,54 @@ static void respond_metrics(admin_conn *c, bool send_body)
     respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", "", c->big, len, send_body);
 }
 
+/* The GET/HEAD paths; the sidecar names are aliases that Kubernetes manifests use. */
+typedef enum { PATH_NONE, PATH_METRICS, PATH_LIVE, PATH_STARTUP, PATH_READY, PATH_QUIT } admin_path;
+
+static admin_path path_of(tg_slice path)
+{
+    static const struct {
+        const char *path;
+        admin_path id;
+    } paths[] = {
+        {"/metrics", PATH_METRICS},   {"/healthz", PATH_LIVE}, {"/liveness", PATH_LIVE},
+        {"/startup", PATH_STARTUP},   {"/readyz", PATH_READY}, {"/readiness", PATH_READY},
+        {"/quitquitquit", PATH_QUIT},
+    };
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        if (tg_slice_eq_str(path, paths[i].path))
+            return paths[i].id;
+    }
+    return PATH_NONE;
+}
+
 static void route(admin_conn *c, const tg_http_request *req)
 {
     bool get = tg_slice_eq_str(req->method, "GET");
     bool head = tg_slice_eq_str(req->method, "HEAD");
-    bool metrics = tg_slice_eq_str(req->path, "/metrics");
-    bool healthz = tg_slice_eq_str(req->path, "/healthz");
-    bool readyz = tg_slice_eq_str(req->path, "/readyz");
+    bool post = tg_slice_eq_str(req->method, "POST");
+    admin_path p = path_of(req->path);
 
-    if (!metrics && !healthz && !readyz) {
+    if (p == PATH_NONE) {
         respond_text(c, 404, "Not Found", "", !head, "not found\n");
-    } else if (!get && !head) {
+    } else if (p == PATH_QUIT && !post) {
+        respond_text(c, 405, "Method Not Allowed", "Allow: POST\r\n", !head,
+                     "method not allowed\n");
+    } else if (p != PATH_QUIT && !get && !head) {
         respond_text(c, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n", true,
                      "method not allowed\n");
     } else if ((req->has_content_length && req->content_length > 0) || req->has_transfer_encoding) {
         respond_text(c, 400, "Bad Request", "", !head, "request bodies are not accepted\n");
-    } else if (metrics) {
+    } else if (p == PATH_QUIT) {
+        /* The drain stops the admin server last, so this answer still goes out. */
+        if (c->a->quit && c->a->quit(c->a->ud))
+            respond_text(c, 200, "OK", "", true, "draining\n");
+        else
+            respond_text(c, 404, "Not Found", "", true, "not found\n");
+    } else if (p == PATH_METRICS) {
         respond_metrics(c, get);
-    } else if (healthz) {
-        respond_text(c, 200, "OK", "", get, "ok\n"); /* answering at all proves the loop runs */
+    } else if (p == PATH_LIVE || p == PATH_STARTUP) {
+        /* Answering at all proves the loop runs, and it only starts once the listeners are up. */
+        respond_text(c, 200, "OK", "", get, p == PATH_LIVE ? "ok\n" : "started\n");
     } else {
         respond_readyz(c, get);
     }
@@ -326,7 +356,8 @@ static void on_server_closed(uv_handle_t *h)
 }
 
 int tg_admin_start(uv_loop_t *loop, const char *listen, tg_metrics *metrics,
-                   tg_admin_ready_fn ready, void *ud, tg_admin **out, char *err, size_t errlen)
+                   tg_admin_ready_fn ready, tg_admin_quit_fn quit, void *ud, tg_admin **out,
+                   char *err, size_t errlen)
 {
     char host[64];
     int port = 0;
@@ -355,6 +386,7 @@ int tg_admin_start(uv_loop_t *loop, const char *listen, tg_metrics *metrics,
     a->loop = loop;
     a->metrics = metrics;
     a->ready = ready;
+    a->quit = quit;
     a->ud = ud;
     int rc = uv_tcp_init(loop, &a->server);
     if (rc < 0) {

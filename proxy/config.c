@@ -1584,7 +1584,7 @@ static void parse_root(walker *w, const node *root, tg_config *cfg)
 {
     static const char *const keys[] = {"workers", "drain_timeout_s", "admin", "log",
                                        "auth",    "listeners",       NULL};
-    static const char *const admin_keys[] = {"listen", NULL};
+    static const char *const admin_keys[] = {"listen", "quitquitquit", NULL};
     static const char *const log_keys[] = {"level", "format", NULL};
     w->root = root;
     if (!check_map(w, root, keys)) {
@@ -1599,6 +1599,7 @@ static void parse_root(walker *w, const node *root, tg_config *cfg)
         if (check_map(w, v, admin_keys)) {
             require(w, v, "listen");
             field_address(w, v, "listen", &cfg->admin_listen);
+            field_bool(w, v, "quitquitquit", &cfg->admin_quitquitquit);
         }
         path_restore(w, s);
     }

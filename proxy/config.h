@@ -168,6 +168,7 @@ typedef struct tg_config {
     uint32_t workers;         /* default: CPU count */
     uint32_t drain_timeout_s; /* SIGTERM drain deadline; default 30 */
     char *admin_listen;       /* admin.listen; NULL: no admin server */
+    bool admin_quitquitquit;  /* admin.quitquitquit: POST /quitquitquit drains; default false */
     tg_log_level log_level;   /* default info */
     tg_log_format log_format; /* default json */
     tg_jwt_config jwt;

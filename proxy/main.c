@@ -255,13 +255,27 @@ static bool is_ready(void *ud, char *why, size_t whylen)
     return tg_probe_all_ok(a->probe, why, whylen);
 }
 
+static void start_drain(app *a, const char *why);
+
+/* POST /quitquitquit: a drain as SIGTERM starts, when admin.quitquitquit allows it. */
+static bool on_quitquitquit(void *ud)
+{
+    app *a = ud;
+    if (!a->rt->cfg->admin_quitquitquit)
+        return false;
+    if (!a->draining) /* a second request must not turn into a second signal's hard stop */
+        start_drain(a, "POST /quitquitquit");
+    return true;
+}
+
 static int start_admin(app *a)
 {
     const char *listen = a->rt->cfg->admin_listen;
     if (!listen)
         return 0;
     char err[256];
-    if (tg_admin_start(a->loop, listen, a->metrics, is_ready, a, &a->admin, err, sizeof(err)) < 0) {
+    if (tg_admin_start(a->loop, listen, a->metrics, is_ready, on_quitquitquit, a, &a->admin, err,
+                       sizeof(err)) < 0) {
         tg_log(TG_LOG_ERROR, "admin server failed", TG_FS("listen", listen), TG_FS("error", err),
                TG_FEND);
         return TG_EIO;

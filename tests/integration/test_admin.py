@@ -119,6 +119,52 @@ def test_metrics_counters_grow_with_traffic(tg, echo, ports):
     assert after["connect_count"] - before["connect_count"] == 1
 
 
+def test_sidecar_probe_aliases(tg, echo, ports):
+    """/liveness and /startup answer like /healthz, /readiness like /readyz (Kubernetes probes)."""
+    p = start_proxy(tg, ports, echo.address)
+    assert h.http_get(p.admin_port, "/liveness")[::2] == (200, "ok\n")
+    assert h.http_get(p.admin_port, "/startup")[::2] == (200, "started\n")
+    deadline = time.monotonic() + PROBE_WAIT
+    while h.http_get(p.admin_port, "/readiness")[0] != 200:
+        assert time.monotonic() < deadline, "/readiness never became 200"
+        time.sleep(0.1)
+    assert h.http_get(p.admin_port, "/readiness")[2] == "ready\n"
+
+
+def test_quitquitquit_disabled_by_default(tg, echo, ports):
+    p = start_proxy(tg, ports, echo.address)
+    status, _, _ = h.http_get(p.admin_port, "/quitquitquit", method="POST")
+    assert status == 404
+    time.sleep(0.3)
+    assert p.running()
+    assert "draining" not in p.log()
+
+
+def test_quitquitquit_drains_and_exits(tg, echo, ports):
+    """POST /quitquitquit: 200, then the SIGTERM drain: the open session keeps working,
+    new connections are refused, and the process exits 0 once the session closes. A second
+    POST does not turn the drain into a hard stop."""
+    cfg = h.base_config([h.tcp_listener("relay", ports(), echo.address)], ports(),
+                        drain_timeout_s=30)
+    cfg["admin"]["quitquitquit"] = True
+    p = tg(cfg)
+    status, headers, _ = h.http_get(p.admin_port, "/quitquitquit")
+    assert status == 405 and headers.get("allow") == "POST"
+    s = h.connect(p.port("relay"))
+    h.echo_roundtrip(s, b"before\n")
+    status, _, body = h.http_get(p.admin_port, "/quitquitquit", method="POST")
+    assert (status, body) == (200, "draining\n")
+    p.wait_log("draining")
+    h.wait_refused(p.port("relay"), timeout=h.scaled(1))
+    assert h.http_get(p.admin_port, "/quitquitquit", method="POST")[0] == 200
+    time.sleep(0.3)
+    assert p.running()
+    h.echo_roundtrip(s, b"during the drain\n")
+    s.close()
+    assert p.wait_exit(h.scaled(5)) == 0, p.log()
+    p.assert_clean_exit()
+
+
 def test_unknown_path_is_404(tg, echo, ports):
     p = start_proxy(tg, ports, echo.address)
     for path in ("/", "/metricsx", "/admin", "/healthz/../metrics"):

@@ -144,6 +144,7 @@ static const char full_yaml[] =
     "drain_timeout_s: 12\n"
     "admin:\n"
     "  listen: 127.0.0.1:9187\n"
+    "  quitquitquit: true\n"
     "log:\n"
     "  level: debug\n"
     "  format: text\n"
@@ -227,6 +228,7 @@ static void test_full_config(void **state)
     assert_int_equal(cfg->workers, 3);
     assert_int_equal(cfg->drain_timeout_s, 12);
     assert_string_equal(cfg->admin_listen, "127.0.0.1:9187");
+    assert_true(cfg->admin_quitquitquit);
     assert_int_equal(cfg->log_level, TG_LOG_DEBUG);
     assert_int_equal(cfg->log_format, TG_LOG_FORMAT_TEXT);
 
@@ -330,6 +332,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->workers, want);
     assert_int_equal(cfg->drain_timeout_s, 30);
     assert_null(cfg->admin_listen);
+    assert_false(cfg->admin_quitquitquit);
     assert_int_equal(cfg->log_level, TG_LOG_INFO);
     assert_int_equal(cfg->log_format, TG_LOG_FORMAT_JSON);
     assert_int_equal(cfg->jwt.algorithms, TG_JWT_ALG_RS256 | TG_JWT_ALG_ES256 | TG_JWT_ALG_HS256);

@@ -295,8 +295,8 @@ static int server_setup(void **state)
     TG_STAT_ADD(s->conns_total, 7);
     atomic_store(&f->ready, true);
     char err[256] = "";
-    int rc = tg_admin_start(&f->loop, "127.0.0.1:0", f->metrics, fixture_ready, f, &f->admin, err,
-                            sizeof(err));
+    int rc = tg_admin_start(&f->loop, "127.0.0.1:0", f->metrics, fixture_ready, NULL, f, &f->admin,
+                            err, sizeof(err));
     if (rc != 0)
         fail_msg("tg_admin_start: %s", err);
     f->port = tg_admin_port(f->admin);
@@ -495,21 +495,25 @@ static void admin_bad_listen(void **state)
     tg_metrics *m = tg_metrics_new(1);
     tg_admin *a = NULL;
     char err[256];
-    assert_int_equal(tg_admin_start(&loop, "nohost", m, NULL, NULL, &a, err, sizeof(err)),
+    assert_int_equal(tg_admin_start(&loop, "nohost", m, NULL, NULL, NULL, &a, err, sizeof(err)),
                      TG_ECONFIG);
-    assert_int_equal(tg_admin_start(&loop, "example.com:80", m, NULL, NULL, &a, err, sizeof(err)),
-                     TG_ECONFIG);
-    assert_int_equal(tg_admin_start(&loop, "127.0.0.1:99999", m, NULL, NULL, &a, err, sizeof(err)),
-                     TG_ECONFIG);
+    assert_int_equal(
+        tg_admin_start(&loop, "example.com:80", m, NULL, NULL, NULL, &a, err, sizeof(err)),
+        TG_ECONFIG);
+    assert_int_equal(
+        tg_admin_start(&loop, "127.0.0.1:99999", m, NULL, NULL, NULL, &a, err, sizeof(err)),
+        TG_ECONFIG);
     /* A taken port: the listener handle is closed and freed once the loop runs. */
-    assert_int_equal(tg_admin_start(&loop, "127.0.0.1:0", m, NULL, NULL, &a, err, sizeof(err)), 0);
+    assert_int_equal(
+        tg_admin_start(&loop, "127.0.0.1:0", m, NULL, NULL, NULL, &a, err, sizeof(err)), 0);
     char listen[64];
     snprintf(listen, sizeof(listen), "localhost:%d", tg_admin_port(a));
     tg_admin *b = NULL;
-    assert_int_equal(tg_admin_start(&loop, listen, m, NULL, NULL, &b, err, sizeof(err)), TG_EIO);
+    assert_int_equal(tg_admin_start(&loop, listen, m, NULL, NULL, NULL, &b, err, sizeof(err)),
+                     TG_EIO);
     assert_non_null(strstr(err, "cannot listen"));
     /* IPv6 where the host has it. */
-    if (tg_admin_start(&loop, "[::1]:0", m, NULL, NULL, &b, err, sizeof(err)) == 0)
+    if (tg_admin_start(&loop, "[::1]:0", m, NULL, NULL, NULL, &b, err, sizeof(err)) == 0)
         tg_admin_stop(b);
     tg_admin_stop(a);
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
