@@ -25,8 +25,7 @@ else
     type=RelWithDebInfo
 fi
 jobs=$(nproc)
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE="$type" -DTG_SANITIZE="$sanitize" -DTG_TESTS=ON >/dev/null
-cmake --build "$build" -j"$jobs"
+deploy/build.sh "$build" -DCMAKE_BUILD_TYPE="$type" -DTG_SANITIZE="$sanitize" -DTG_TESTS=ON
 export TG_SANITIZED=${sanitize:+1}
 # shellcheck disable=SC2086
 ctest --test-dir "$build" --output-on-failure -j"$jobs" ${TG_CTEST_ARGS:-}

@@ -19,8 +19,7 @@ cd "$root"
 tg_require_packages $TG_BUILD_PACKAGES postgresql postgresql-client redis-server redis-tools curl
 
 build=${TG_BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTG_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target tenantgate >/dev/null
+deploy/build.sh "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTG_TESTS=OFF -- --target tenantgate >/dev/null
 case "$build" in /*) bin="$build/tenantgate" ;; *) bin="$root/$build/tenantgate" ;; esac
 
 dir=${TG_UP_DIR:-$(mktemp -d /tmp/tenantgate-up.XXXXXX)}

@@ -106,6 +106,19 @@ def test_check_unreachable_backend(tmp_path):
     assert backend in out and "unreachable" in out, out
 
 
+def test_check_offline_skips_backends(tmp_path):
+    """--offline validates the config without reaching any backend (image builds, CI), and
+    still fails on a bad config."""
+    backend = f"127.0.0.1:{h.closed_port()}"
+    cfg = write(tmp_path, "down.yaml", tcp_yaml(h.free_port(), backend))
+    r = h.run_tg(["check", "--offline", "-c", str(cfg)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok (1 listener)" in r.stdout and "unreachable" not in r.stdout
+    bad = write(tmp_path, "bad.yaml", tcp_yaml(h.free_port(), backend, passthrough="maybe"))
+    r = h.run_tg(["check", "--offline", "-c", str(bad)])
+    assert r.returncode != 0
+
+
 def test_check_missing_config_file(tmp_path):
     r = h.run_tg(["check", "-c", str(tmp_path / "nope.yaml")])
     assert r.returncode != 0
