@@ -1582,11 +1582,11 @@ static bool judge(const tg_sql_guard *g, const char *sql, size_t len, tg_sql_ver
 #define NIL UINT32_MAX
 
 /*
- * One LRU holds two key spaces. Exact text: key = XXH3(XXH3 of the text) seeded
- * with the guard's identity, check = XXH3(text) with an independent seed, len
- * = the text's length. Normalized: key and check = XXH3 of the normalized form
- * with two more independent seeds, len = NORM_LEN_BIT | the length class |
- * the form's length, so the two spaces cannot meet even on a double collision.
+ * One LRU holds two key spaces. Exact text: key and check = the two halves of
+ * XXH3-128 of the text seeded with the guard's (secret) identity, len = the
+ * text's length. Normalized: the same over the normalized form with another
+ * seed, len = NORM_LEN_BIT | the length class | the form's length, so the two
+ * spaces cannot meet even on a full 128-bit collision.
  */
 #define NORM_LEN_BIT (UINT64_C(1) << 63)
 #define NORM_LONG_BIT (UINT64_C(1) << 62) /* longer than TG_SQL_SHORT_TEXT: depth pre-check */
@@ -1733,10 +1733,8 @@ static void cache_store(tg_sql_cache *c, uint64_t key, uint64_t check, uint64_t 
 
 /* ---- public entry points ------------------------------------------------------------------ */
 
-#define CHECK_SEED_SALT UINT64_C(0x9e3779b97f4a7c15)
-#define AUDIT_SEED_SALT UINT64_C(0xc2b2ae3d27d4eb4f)
+#define AUDIT_SEED_SALT UINT64_C(0x27d4eb2f165667c5)
 #define NORM_KEY_SALT UINT64_C(0xc2b2ae3d27d4eb4f)
-#define NORM_CHECK_SALT UINT64_C(0x165667b19e3779f9)
 /* Texts up to this size are normalized on the stack; longer ones in a heap buffer. */
 #define TG_SQL_NORM_STACK 4096
 
@@ -1758,8 +1756,10 @@ static int normalized_key(const tg_sql_guard *g, const char *sql, size_t len, no
     size_t nlen;
     int rc = tg_sql_normalize(sql, len, buf, len <= sizeof(stack) ? sizeof(stack) : len, &nlen);
     if (rc > 0) {
-        k->key = XXH3_64bits_withSeed(buf, nlen, g->identity ^ NORM_KEY_SALT);
-        k->check = XXH3_64bits_withSeed(buf, nlen, g->identity ^ NORM_CHECK_SALT);
+        /* One pass gives both halves: key and check are the two 64-bit halves of XXH3-128. */
+        XXH128_hash_t h = XXH3_128bits_withSeed(buf, nlen, g->identity ^ NORM_KEY_SALT);
+        k->key = h.low64;
+        k->check = h.high64;
         k->len = NORM_LEN_BIT | (len > TG_SQL_SHORT_TEXT ? NORM_LONG_BIT : 0) | (uint64_t)nlen;
         rc = 1;
     }
@@ -1825,13 +1825,13 @@ tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cach
     }
     if (!sql)
         sql = "";
-    uint64_t text_hash = XXH3_64bits(sql, len);
     uint64_t key = 0, check = 0;
     norm_key nk = {0, 0, 0};
     int have_norm = 0;
     if (cache) {
-        key = XXH3_64bits_withSeed(&text_hash, sizeof(text_hash), g->identity);
-        check = XXH3_64bits_withSeed(sql, len, g->identity ^ CHECK_SEED_SALT);
+        XXH128_hash_t h = XXH3_128bits_withSeed(sql, len, g->identity);
+        key = h.low64;
+        check = h.high64;
         uint32_t i = cache_find(cache, key, check, len);
         if (i != NIL) {
             cache_serve(cache, i, out);
