@@ -132,6 +132,13 @@ static const char *const default_deny_functions[] = {
     "pg_lock_status",
     "pg_prepared_xact",
     "pg_backend_pid", /* tenants never learn backend pids */
+    /* on-disk sizes count every tenant's rows of a shared table */
+    "pg_relation_size",
+    "pg_total_relation_size",
+    "pg_table_size",
+    "pg_indexes_size",
+    "pg_database_size",
+    "pg_tablespace_size",
     /* server configuration and files */
     "pg_reload_conf",
     "pg_rotate_logfile*",

@@ -382,6 +382,11 @@ ATTACKS = [
     one("SELECT * FROM pg_locks"),
     one("SELECT * FROM pg_catalog.pg_locks"),
     one("SELECT * FROM pg_prepared_xacts"),
+    # -- sizes that count every tenant's rows of a shared table
+    one("SELECT pg_relation_size('documents')"),
+    one("SELECT pg_catalog.pg_total_relation_size('documents'::regclass)"),
+    one("SELECT pg_table_size('documents'), pg_indexes_size('documents')"),
+    one("SELECT pg_database_size(current_database())"),
     one("SELECT pg_advisory_lock(42)"),
     one("SELECT pg_try_advisory_lock(42)"),
     in_tx("SELECT pg_advisory_xact_lock(42)"),
