@@ -40,8 +40,9 @@
  * the caller's maximum TG_ETOOBIG -- never after buffering what it announces.
  * The parse_* views accept a message only when every byte is accounted for:
  * every document is framed exactly (its int32 size matches the bytes it
- * takes), nested no deeper than TG_MONGO_MAX_DEPTH, and validated by libbson
- * (bson_validate with the caller's flags) before anyone looks inside.
+ * takes), nested no deeper than TG_MONGO_MAX_DEPTH, its text checked, and
+ * validated by libbson (bson_validate with the caller's flags) before anyone
+ * looks inside.
  */
 #ifndef TG_PROTOCOLS_MONGODB_CODEC_H
 #define TG_PROTOCOLS_MONGODB_CODEC_H
@@ -88,7 +89,7 @@ const char *tg_mongo_opcode_name(int32_t op_code);
  * default) fit many times over; nothing else is answered then.
  */
 #define TG_MONGO_MAX_MESSAGE_PREAUTH (64u * 1024)
-/* Nesting of documents and arrays below a top-level document (MongoDB's BSONDepth default). */
+/* Nesting of documents and arrays below a top-level one (MongoDB's maxBSONDepth default). */
 #define TG_MONGO_MAX_DEPTH 200
 /* Kind 1 sections in one OP_MSG (drivers send at most two: bulkWrite's ops and nsInfo). */
 #define TG_MONGO_MAX_SEQUENCES 8

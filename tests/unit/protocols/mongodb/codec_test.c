@@ -11,7 +11,7 @@
  *
  * Every decoder and parser call on a hand-made message works on an exact-size
  * heap copy, so a read past the bytes handed in shows up under AddressSanitizer.
- * The data files are read relative to tests/ (ctest's working directory).
+ * The data files are read relative to tests/ (ctest's working directory) or the tree's top.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,11 +125,16 @@ static uint8_t *dup_exact(const uint8_t *p, size_t n)
 
 static uint8_t *load(const char *name, size_t *n)
 {
+    /* ctest runs in tests/; from the top of the tree the same files are under tests/. */
     char path[256];
     snprintf(path, sizeof(path), DATA_DIR "%s", name);
     FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(path, sizeof(path), "tests/" DATA_DIR "%s", name);
+        f = fopen(path, "rb");
+    }
     if (!f)
-        fail_msg("cannot open %s (run from tests/)", path);
+        fail_msg("cannot open %s (run from tests/ or the top of the tree)", path);
     uint8_t *buf = malloc(65536);
     assert_non_null(buf);
     *n = fread(buf, 1, 65536, f);
