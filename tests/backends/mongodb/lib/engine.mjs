@@ -230,11 +230,17 @@ export function applyUpdate(doc, u, { kind, arrayFilters, condition, isInsert, o
     for (const fields of Object.values(mod)) {
         for (const path of Object.keys(fields)) if ((path === "_id" || path.startsWith("_id.")) && !isInsert) idPathTouched(mod, doc);
     }
+    // mingo refuses any $set of _id; mongod allows it on an upsert's new document and as a no-op.
+    if (mod.$set && Object.prototype.hasOwnProperty.call(mod.$set, "_id")) {
+        const { _id, ...rest } = mod.$set;
+        if (out._id === undefined) out = { _id: clone(_id), ...out };
+        mod.$set = rest;
+    }
     try {
         if (Object.keys(mod).length) mingo.update(out, mod, arrayFilters || [], condition, { queryOptions: opts });
     } catch (e) {
         if (e instanceof MongoError) throw e;
-        fail(CODES.BadValue, e.message);
+        fail(/immutable field/.test(e.message) ? CODES.ImmutableField : CODES.BadValue, e.message);
     }
     if (doc._id !== undefined && !sameValue(out._id, doc._id)) immutableId();
     return out;
@@ -274,6 +280,10 @@ export function upsertSeed(q, opts) {
     };
     walk(q);
     const seed = {};
+    if (Object.prototype.hasOwnProperty.call(sets, "_id")) {
+        seed._id = clone(sets._id);
+        delete sets._id;
+    }
     if (Object.keys(sets).length) {
         try {
             mingo.update(seed, { $set: clone(sets) }, [], undefined, { queryOptions: opts });

@@ -15,6 +15,7 @@ import { CODES, MongoError, fail } from "./errors.mjs";
 const DB_INVALID = /[/\\. "$\0]/;
 
 export function validateDbName(db) {
+    if (db === "$external") return; // the virtual database of external (PLAIN, X.509, OIDC) users
     if (typeof db !== "string" || db.length === 0 || DB_INVALID.test(db)) {
         fail(CODES.InvalidNamespace, `Invalid database name: '${db}'`);
     }
