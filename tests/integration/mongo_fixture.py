@@ -266,6 +266,9 @@ class RawMongo:
         rest = self._exact(length - 16)
         if op == OP_MSG:
             flags = struct.unpack_from("<I", rest, 0)[0]
+            if flags & MSG_CHECKSUM_PRESENT:
+                want = struct.unpack_from("<I", rest, len(rest) - 4)[0]
+                assert crc32c(head + rest[:-4]) == want, "reply checksum"
             assert rest[4] == 0, "reply section kind"
             return dict(op=op, request_id=rid, response_to=rto, flags=flags,
                         doc=bson.decode(rest[5:5 + struct.unpack_from("<i", rest, 5)[0]]))
@@ -277,8 +280,9 @@ class RawMongo:
                         doc=docs[0] if docs else None, docs=docs)
         raise AssertionError(f"unexpected reply opcode {op}")
 
-    def command(self, body, db="admin", sequences=None, flags=0, checksum=False):
-        """Sends an OP_MSG command (adds $db) and returns the reply document."""
+    def command(self, body, db="admin", sequences=None, flags=0, checksum=False, full=False):
+        """Sends an OP_MSG command (adds $db) and returns the reply document (full: the
+        whole read() result, with flags)."""
         rid = self.next_id
         self.next_id += 1
         self.send(op_msg(rid, dict(body, **{"$db": db}), sequences, flags, checksum))
@@ -286,7 +290,7 @@ class RawMongo:
             return None
         r = self.read()
         assert r["response_to"] == rid, (r["response_to"], rid)
-        return r["doc"]
+        return r if full else r["doc"]
 
     def query(self, ns, q):
         rid = self.next_id
@@ -310,8 +314,9 @@ class RawMongo:
         except socket.timeout:
             return False
 
-    def login(self, user, password, db="admin"):
-        """SCRAM-SHA-256 (RFC 5802/7677) with saslStart/saslContinue; returns the last reply."""
+    def login(self, user, password, db="admin", speculative=False):
+        """SCRAM-SHA-256 (RFC 5802/7677) with saslStart/saslContinue; returns the last reply.
+        speculative: the first step rides in hello's speculativeAuthenticate."""
         import base64
         import hashlib
         import hmac
@@ -320,9 +325,15 @@ class RawMongo:
 
         cnonce = base64.b64encode(os.urandom(24)).decode()
         first_bare = f"n={user.replace('=', '=3D').replace(',', '=2C')},r={cnonce}"
-        r = self.command({"saslStart": 1, "mechanism": "SCRAM-SHA-256",
-                          "payload": bson.Binary(b"n,," + first_bare.encode()),
-                          "options": {"skipEmptyExchange": True}}, db=db)
+        start = {"saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": bson.Binary(b"n,," + first_bare.encode()),
+                 "options": {"skipEmptyExchange": True}}
+        if speculative:
+            hello = self.command({"hello": 1, "speculativeAuthenticate": dict(start, db=db)})
+            if "speculativeAuthenticate" not in hello:
+                return {"ok": 0, "speculative": False, "hello": hello}
+            r = dict(hello["speculativeAuthenticate"], ok=1)
+        else:
+            r = self.command(start, db=db)
         if r["ok"] != 1:
             return r
         server_first = bytes(r["payload"]).decode()

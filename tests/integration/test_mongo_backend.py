@@ -10,6 +10,7 @@ by hand, checksums, moreToCome, malformed messages). Every test uses its own dat
 import os
 import struct
 import subprocess
+import time
 
 import bson
 import pymongo
@@ -17,9 +18,10 @@ import pytest
 from bson import Int64, ObjectId
 from pymongo import monitoring
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.write_concern import WriteConcern
 
 import tghelpers as h
-from mongo_fixture import (BACKEND_DIR, MSG_MORE_TO_COME, NODE, OP_COMPRESSED, OP_MSG, OP_REPLY,
+from mongo_fixture import (BACKEND_DIR, MSG_CHECKSUM_PRESENT, MSG_MORE_TO_COME, NODE, OP_COMPRESSED, OP_MSG, OP_REPLY,
                            RawMongo, mongo_backend, op_msg)  # noqa: F401  (pytest fixture)
 
 
@@ -80,6 +82,15 @@ def test_hello_replies_like_a_replica_set_primary(m):
     # Client metadata only in the first hello of a connection.
     again = r.command({"hello": 1, "client": {"driver": {"name": "raw", "version": "0"}}})
     assert again["ok"] == 0 and again["code"] == 186
+    # Awaitable hello (streaming monitoring): with our own topologyVersion it answers after
+    # maxAwaitTimeMS, since nothing changes; with another process's at once.
+    t0 = time.monotonic()
+    rep = r.command({"hello": 1, "topologyVersion": doc["topologyVersion"], "maxAwaitTimeMS": 400})
+    assert rep["ok"] == 1 and time.monotonic() - t0 >= 0.35
+    t0 = time.monotonic()
+    rep = r.command({"hello": 1, "topologyVersion": {"processId": ObjectId(), "counter": Int64(0)},
+                     "maxAwaitTimeMS": 5000})
+    assert rep["ok"] == 1 and time.monotonic() - t0 < 2
     # An unknown user gets no mechanisms (no hint of which users exist).
     other = r.command({"isMaster": 1, "saslSupportedMechs": "admin.nobody"})
     assert other["ismaster"] is True and "saslSupportedMechs" not in other
@@ -115,6 +126,21 @@ def test_scram_sha_256_login(m):
     reply = r.login(m.user, m.password)  # checks the server signature too
     assert reply["ok"] == 1 and reply["done"] is True
     assert r.command({"listDatabases": 1, "nameOnly": True})["ok"] == 1
+    r.close()
+
+
+def test_speculative_authentication_in_hello(m):
+    r = RawMongo(m.port)
+    reply = r.login(m.user, m.password, speculative=True)
+    assert reply["ok"] == 1 and reply["done"] is True
+    assert r.command({"count": "x"}, db="spec")["ok"] == 1
+    r.close()
+    r = RawMongo(m.port)
+    assert r.login(m.user, m.password + "x", speculative=True)["code"] == 18
+    r.close()
+    # An unknown user's speculative attempt is dropped silently (the reply has no field).
+    r = RawMongo(m.port)
+    assert r.login("nobody", "x", speculative=True)["speculative"] is False
     r.close()
 
 
@@ -193,6 +219,14 @@ def test_crud_and_write_replies(m):
         coll.update_one({"_id": 1}, {"$frob": {"a": 1}})
     assert e.value.code == 9
 
+    # Unacknowledged (w=0) writes go out with moreToCome and get no reply.
+    ev.started_events.clear()
+    coll.with_options(write_concern=WriteConcern(w=0)).insert_one({"_id": "w0"})
+    deadline = time.monotonic() + h.scaled(10)
+    while coll.find_one({"_id": "w0"}) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert coll.delete_one({"_id": "w0"}).deleted_count == 1
     assert coll.delete_one({"name": {"$exists": True}}).deleted_count == 1
     assert coll.delete_many({}).deleted_count == 1
     assert coll.count_documents({}) == 0
@@ -507,8 +541,10 @@ def test_session_and_transaction(m):
 
 def test_checksum_and_more_to_come(m):
     r = authed_raw(m)
-    rep = r.command({"insert": "w", "documents": [{"_id": 1}]}, db="wire", checksum=True)
-    assert rep["ok"] == 1 and rep["n"] == 1
+    rep = r.command({"insert": "w", "documents": [{"_id": 1}]}, db="wire", checksum=True, full=True)
+    assert rep["doc"]["ok"] == 1 and rep["doc"]["n"] == 1
+    assert rep["flags"] == MSG_CHECKSUM_PRESENT, "a checksummed request gets a checksummed reply"
+    assert r.command({"ping": 1}, full=True)["flags"] == 0
     # moreToCome: no reply, but the write happens; the next reply answers the next request.
     assert r.command({"insert": "w", "documents": [{"_id": 2}]}, db="wire", flags=MSG_MORE_TO_COME) is None
     rep = r.command({"count": "w"}, db="wire")

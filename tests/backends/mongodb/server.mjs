@@ -22,7 +22,7 @@ import { parseArgs } from "node:util";
 import { ObjectId, Timestamp } from "bson";
 import {
     FrameReader, ProtocolError, decodeMessage, encodeMsg, encodeReply, OP_MSG, OP_QUERY, OP_COMPRESSED,
-    MSG_MORE_TO_COME, REPLY_AWAIT_CAPABLE, REPLY_QUERY_FAILURE,
+    MSG_CHECKSUM_PRESENT, MSG_MORE_TO_COME, REPLY_AWAIT_CAPABLE, REPLY_QUERY_FAILURE,
 } from "./lib/wire.mjs";
 import { ScramCredentials } from "./lib/scram.mjs";
 import { Store } from "./lib/store.mjs";
@@ -114,7 +114,7 @@ class Connection {
         if (msg.op === OP_MSG) {
             const reply = await runCommand(this.server, this, msg.body);
             if (msg.flags & MSG_MORE_TO_COME) return;
-            this.send(encodeMsg(this.server.nextRequestId(), msg.requestId, reply));
+            this.send(encodeMsg(this.server.nextRequestId(), msg.requestId, reply, msg.flags & MSG_CHECKSUM_PRESENT));
         } else if (msg.op === OP_QUERY) {
             await this.handleQuery(msg);
         } else if (msg.op === OP_COMPRESSED) {

@@ -68,11 +68,28 @@ export function find(ctx) {
 
 /** The _id key of a plain {_id: <scalar>} find (no sort/skip/projection), served from the map. */
 function idLookup(filter, sort, skip, projection) {
+    if (skip || (sort && Object.keys(sort).length) || (projection && Object.keys(projection).length)) return undefined;
+    return idKeyOfFilter(filter);
+}
+
+/** The _id key when filter is exactly {_id: <scalar>}, else undefined. */
+function idKeyOfFilter(filter) {
     const keys = Object.keys(filter);
-    if (keys.length !== 1 || keys[0] !== "_id" || skip || (sort && Object.keys(sort).length) || (projection && Object.keys(projection).length)) return undefined;
+    if (keys.length !== 1 || keys[0] !== "_id") return undefined;
     const v = filter._id;
     if (v === null || typeof v === "object" && (Array.isArray(v) || isDoc(v) || v instanceof RegExp || v._bsontype === "BSONRegExp")) return undefined;
     return valueKey(v);
+}
+
+/** Documents of c matching filter: from the _id map when the filter is {_id: <scalar>}. */
+function matching(c, filter, opts) {
+    const k = idKeyOfFilter(filter);
+    if (k !== undefined) {
+        const d = c.get(k);
+        return d ? [d] : [];
+    }
+    const m = matcher(filter, opts);
+    return c.all().filter(m.test);
 }
 
 export function getMore(ctx) {
@@ -225,8 +242,7 @@ function updateStatement(ctx, c, stmt, i, result, letDoc) {
     const arrayFilters = arrayArg("update.updates", stmt, "arrayFilters");
     if (kind === "replacement" && multi) fail(CODES.FailedToParse, "multi update is not supported for replacement-style update");
     const opts = withVariables(ctx, { ...(letDoc || {}), ...(docArg("update.updates", stmt, "c") || {}) });
-    const m = matcher(q, opts);
-    let matched = c.all().filter(m.test);
+    let matched = matching(c, q, opts);
     const sort = docArg("update.updates", stmt, "sort");
     if (sort) matched = sortDocs(matched, sort, opts);
     if (!multi) matched = matched.slice(0, 1);
@@ -297,8 +313,7 @@ export function del(ctx) {
         if (limit === undefined) fail(40414, "BSON field 'delete.deletes.limit' is missing but a required field");
         if (limit !== 0 && limit !== 1) fail(CODES.FailedToParse, `The limit field in delete objects must be 0 or 1. Got ${limit}`);
         if (!c) return;
-        const m = matcher(q, opts);
-        let matched = c.all().filter(m.test);
+        let matched = matching(c, q, opts);
         if (limit === 1) matched = matched.slice(0, 1);
         for (const d of matched) if (c.remove(valueKey(d._id))) n++;
     });
@@ -324,8 +339,7 @@ export function findAndModify(ctx) {
     if (remove && (upsert || returnNew)) fail(CODES.FailedToParse, "Cannot specify both upsert=true and remove=true");
     const opts = withVariables(ctx, docArg(cmd, body, "let"));
     const c = server.store.ensureCollection(db, coll);
-    const m = matcher(query, opts);
-    const matched = sortDocs(c.all().filter(m.test), sort, opts);
+    const matched = sortDocs(matching(c, query, opts), sort, opts);
     const doc = matched[0];
     if (remove) {
         if (!doc) return { lastErrorObject: { n: 0 }, value: null };

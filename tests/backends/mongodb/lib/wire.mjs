@@ -298,14 +298,20 @@ function header(len, requestId, responseTo, op) {
     return h;
 }
 
-/** An OP_MSG reply with one kind 0 section (flags 0: no checksum, no moreToCome). */
+/**
+ * An OP_MSG reply with one kind 0 section. With MSG_CHECKSUM_PRESENT in flags
+ * a CRC-32C is appended (mongod checksums a reply when the request had one).
+ */
 export function encodeMsg(requestId, responseTo, doc, flags = 0) {
     const body = doc instanceof Buffer ? doc : serializeDoc(doc);
-    const len = HEADER_SIZE + 4 + 1 + body.length;
+    const sum = flags & MSG_CHECKSUM_PRESENT ? 4 : 0;
+    const len = HEADER_SIZE + 4 + 1 + body.length + sum;
     const f = Buffer.alloc(5);
     f.writeUInt32LE(flags >>> 0, 0);
     f[4] = 0;
-    return Buffer.concat([header(len, requestId, responseTo, OP_MSG), f, body], len);
+    const msg = Buffer.concat([header(len, requestId, responseTo, OP_MSG), f, body, Buffer.alloc(sum)], len);
+    if (sum) msg.writeUInt32LE(crc32c(msg, 0, len - 4), len - 4);
+    return msg;
 }
 
 /** An OP_MSG request (used by tests and tools): body plus optional kind 1 sequences. */
