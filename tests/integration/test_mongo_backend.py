@@ -439,6 +439,50 @@ def test_distinct_count_and_explain(m):
     assert plan["queryPlanner"]["parsedQuery"] == {"k": 2} and plan["command"]["filter"] == {"k": 2}
 
 
+def test_server_side_javascript(m):
+    c = m.client()
+    coll = c.js.items
+    coll.insert_many([{"_id": i, "n": i} for i in range(5)])
+    assert [d["_id"] for d in coll.find({"$where": "this.n > 2"})] == [3, 4]
+    assert [d["_id"] for d in coll.find({"$where": bson.Code("function() { return this.n === 1; }")})] == [1]
+    out = list(coll.aggregate([{"$match": {"_id": {"$lt": 2}}}, {"$project": {"sq": {"$function": {
+        "body": "function(x) { return x * x + 1; }", "args": ["$n"], "lang": "js"}}}}]))
+    assert [d["sq"] for d in out] == [1, 2]
+    out = list(coll.aggregate([{"$group": {"_id": None, "total": {"$accumulator": {
+        "init": "function() { return 0; }", "accumulate": "function(s, n) { return s + n; }",
+        "accumulateArgs": ["$n"], "merge": "function(a, b) { return a + b; }", "lang": "js"}}}}]))
+    assert out[0]["total"] == 10
+
+
+def test_bson_types_round_trip(m):
+    import datetime
+    import re
+    import uuid
+
+    from bson import Binary, Decimal128, Regex, Timestamp
+    from bson.codec_options import CodecOptions
+
+    c = m.client()
+    coll = c.types.get_collection("t", codec_options=CodecOptions(uuid_representation=4, tz_aware=False))
+    doc = {"_id": ObjectId(), "s": "ünïcode", "f": 1.5, "i": 7, "b": True, "none": None,
+           "dt": datetime.datetime(2024, 1, 2, 3, 4, 5, 678000), "bin": Binary(b"\x00\x01", 0),
+           "u": uuid.UUID("12345678-1234-5678-1234-567812345678"), "dec": Decimal128("12.50"),
+           "re": Regex("^a.b$", "imx"), "ts": Timestamp(1700000000, 3), "arr": [1, [2, {"x": None}]],
+           "nested": {"a": {"b": []}}}
+    coll.insert_one(doc)
+    back = coll.find_one({"_id": doc["_id"]})
+    back_re = back.pop("re")
+    want = dict(doc, bin=b"\x00\x01")  # pymongo reads binary subtype 0 back as bytes
+    want_re = want.pop("re")
+    assert back == want
+    assert (back_re.pattern, back_re.flags) == (want_re.pattern, re.I | re.M | re.X)
+    # Queries on those types.
+    assert coll.find_one({"u": doc["u"]})["_id"] == doc["_id"]
+    assert coll.find_one({"dt": {"$gt": datetime.datetime(2024, 1, 1)}})["_id"] == doc["_id"]
+    assert coll.find_one({"s": re.compile("^ü")})["_id"] == doc["_id"]
+    assert coll.find_one({"s": {"$regex": "NÏ", "$options": "i"}})["_id"] == doc["_id"]
+
+
 # ---- catalog ------------------------------------------------------------------------------------
 
 def test_catalog_commands(m):

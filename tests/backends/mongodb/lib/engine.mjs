@@ -7,7 +7,7 @@
 
 import vm from "node:vm";
 import * as mingo from "mingo";
-import { Code } from "bson";
+import { BSONRegExp, Code } from "bson";
 import { CODES, MongoError, fail, fromEngine } from "./errors.mjs";
 import { clone, valueKey } from "./store.mjs";
 
@@ -40,9 +40,23 @@ function compileJs(src, what) {
     }
 }
 
-/** A copy of a filter/pipeline with its JavaScript compiled into functions mingo can call. */
+/** A BSON regular expression as a JavaScript one (flags JavaScript lacks, such as x and l, dropped). */
+function jsRegExp(r) {
+    const flags = [...new Set(r.options.split("").filter((f) => "imsu".includes(f)))].join("");
+    try {
+        return new RegExp(r.pattern, flags);
+    } catch (e) {
+        fail(51091, `Regular expression is invalid: ${e.message}`);
+    }
+}
+
+/**
+ * A copy of a filter/pipeline with its JavaScript compiled into functions mingo
+ * can call and its BSON regular expressions turned into JavaScript ones.
+ */
 export function compileScripts(v) {
     if (Array.isArray(v)) return v.map(compileScripts);
+    if (v instanceof BSONRegExp) return jsRegExp(v);
     if (v === null || typeof v !== "object" || Object.getPrototypeOf(v) !== Object.prototype) return v;
     const out = {};
     for (const [k, x] of Object.entries(v)) {

@@ -34,7 +34,9 @@ export const REPLY_QUERY_FAILURE = 1 << 1;
 export const REPLY_AWAIT_CAPABLE = 1 << 3;
 
 // Promoted values (numbers, strings) suit mingo; Int64 beyond 2^53 stays a Long.
-export const BSON_DESERIALIZE = { promoteLongs: true, promoteValues: true, promoteBuffers: false };
+// Regular expressions stay BSONRegExp (all flags kept); engine.mjs turns the ones
+// in filters into JavaScript RegExps for matching.
+export const BSON_DESERIALIZE = { promoteLongs: true, promoteValues: true, promoteBuffers: false, bsonRegExp: true };
 export const BSON_SERIALIZE = { ignoreUndefined: true };
 
 export class ProtocolError extends Error {}
