@@ -17,7 +17,12 @@ only, escalates to SIGKILL after a deadline, asserts the exit code was 0 and tha
 no "internal error" line (a backend bug must fail the test that provoked it, not hide).
 
 It claims to be the primary of a one-member replica set, so a direct pymongo client needs
-`directConnection=True` (client() sets it).
+`directConnection=True` (client() sets it). MongoBackend(trace=True) makes the backend record
+every command it receives; received() returns them (bodies as dicts, kind 1 sequences merged),
+so a proxy test can check exactly what was forwarded -- or that nothing was.
+
+RawMongo is a bare wire-protocol client (OP_MSG with kind 1 sequences and checksums, OP_QUERY,
+SCRAM-SHA-256 login) for what drivers hide.
 """
 
 import os
@@ -48,7 +53,9 @@ def require_node_modules():
 
 
 class MongoBackend:
-    def __init__(self, user=None, password=None, set_name="tgrs0"):
+    def __init__(self, user=None, password=None, set_name="tgrs0", trace=False):
+        self.trace = trace
+        self.trace_path = None
         self.user = user or "svc-" + secrets.token_hex(4)
         self.password = password or secrets.token_urlsafe(18)
         self.set_name = set_name
@@ -73,11 +80,16 @@ class MongoBackend:
         self.workdir = tempfile.mkdtemp(prefix="tg-mongo-")
         self.log_path = os.path.join(self.workdir, "backend.log")
         self._log = open(self.log_path, "wb")
+        extra = []
+        if self.trace:
+            self.trace_path = os.path.join(self.workdir, "trace.jsonl")
+            extra = [f"--trace={self.trace_path}"]
         for attempt in range(5):
             port = h.free_port()
             self.proc = subprocess.Popen(
-                [NODE, SERVER, "--host", self.host, "--port", str(port), "--user", self.user,
-                 "--password", self.password, "--set-name", self.set_name],
+                # --opt=value: a random password may start with "-"
+                [NODE, SERVER, f"--host={self.host}", f"--port={port}", f"--user={self.user}",
+                 f"--password={self.password}", f"--set-name={self.set_name}"] + extra,
                 stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL)
             line = self._read_ready_line(h.scaled(timeout or 20))
             if line is not None:
@@ -115,6 +127,23 @@ class MongoBackend:
                 return f.read()
         except OSError:
             return ""
+
+    def received(self, command=None):
+        """The commands received so far (needs trace=True): dicts with conn, op, flags, ns and
+        body; only those named `command` when given. SASL payloads are blanked."""
+        from bson import json_util
+
+        assert self.trace, "MongoBackend(trace=True) records commands"
+        out = []
+        try:
+            with open(self.trace_path, encoding="utf-8") as f:
+                for line in f:
+                    entry = json_util.loads(line)
+                    if command is None or next(iter(entry["body"]), None) == command:
+                        out.append(entry)
+        except FileNotFoundError:
+            pass
+        return out
 
     def uri(self, **options):
         opts = {"authSource": "admin", "authMechanism": "SCRAM-SHA-256", "directConnection": "true"}

@@ -22,7 +22,7 @@ from pymongo.write_concern import WriteConcern
 
 import tghelpers as h
 from mongo_fixture import (BACKEND_DIR, MSG_CHECKSUM_PRESENT, MSG_MORE_TO_COME, NODE, OP_COMPRESSED, OP_MSG, OP_REPLY,
-                           RawMongo, mongo_backend, op_msg)  # noqa: F401  (pytest fixture)
+                           MongoBackend, RawMongo, mongo_backend, op_msg)  # noqa: F401  (pytest fixture)
 
 
 class Events(monitoring.CommandListener):
@@ -642,6 +642,21 @@ def test_missing_db_is_an_error_not_a_close(m):
     rep = r.read()
     assert rep["response_to"] == 3 and rep["doc"]["ok"] == 0 and rep["doc"]["code"] == 40571
     r.close()
+
+
+def test_trace_records_what_arrived():
+    with MongoBackend(trace=True) as tm:
+        c = tm.client()
+        c.tr.docs.insert_many([{"_id": 1}, {"_id": 2}])
+        c.tr.docs.find_one({"_id": 2})
+        ins = tm.received("insert")
+        assert len(ins) == 1 and ins[0]["op"] == OP_MSG
+        body = ins[0]["body"]
+        assert body["documents"] == [{"_id": 1}, {"_id": 2}] and body["$db"] == "tr" and "lsid" in body
+        assert tm.received("find")[-1]["body"]["filter"] == {"_id": 2}
+        sasl = tm.received("saslContinue")
+        assert sasl and all(e["body"]["payload"] == "<redacted>" for e in sasl)
+        assert tm.received("delete") == []
 
 
 # ---- the official Node.js driver ------------------------------------------------------------------

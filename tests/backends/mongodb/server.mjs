@@ -3,9 +3,12 @@
 // in memory, for tenantgate's tests only -- never a substitute for MongoDB.
 //
 //   node server.mjs --port P --user U --password W [--host 127.0.0.1] [--set-name tgrs0]
+//                   [--trace FILE]
 //
 // Prints "listening on <port>" once it accepts connections (port 0 picks a
-// free one). One Connection per socket handles its messages strictly in
+// free one). --trace appends every command received to FILE, one Extended
+// JSON line each ({conn, op, flags, body} with SASL payloads blanked), so a
+// test can check exactly what a proxy forwarded. One Connection per socket handles its messages strictly in
 // order, like mongod's one operation at a time per connection:
 //
 //   socket --data--> FrameReader --frames--> decodeMessage
@@ -17,9 +20,10 @@
 // (dispatch, handshake, admin), lib/crud.mjs (reads, writes, aggregate),
 // lib/cursors.mjs, lib/store.mjs (databases in memory), lib/engine.mjs (mingo).
 
+import fs from "node:fs";
 import net from "node:net";
 import { parseArgs } from "node:util";
-import { ObjectId, Timestamp } from "bson";
+import { EJSON, ObjectId, Timestamp } from "bson";
 import {
     FrameReader, ProtocolError, decodeMessage, encodeMsg, encodeReply, OP_MSG, OP_QUERY, OP_COMPRESSED,
     MSG_CHECKSUM_PRESENT, MSG_MORE_TO_COME, REPLY_AWAIT_CAPABLE, REPLY_QUERY_FAILURE,
@@ -111,6 +115,7 @@ class Connection {
             this.abort(`malformed message: ${e.message} (${frame.length} bytes, header ${frame.subarray(0, 16).toString("hex")})`);
             return;
         }
+        if (this.server.trace) this.server.trace(this.id, msg);
         if (msg.op === OP_MSG) {
             const reply = await runCommand(this.server, this, msg.body);
             if (msg.flags & MSG_MORE_TO_COME) return;
@@ -148,6 +153,19 @@ class Connection {
     }
 }
 
+/** A function appending one Extended JSON line per received command to path. */
+function tracer(path) {
+    const fd = fs.openSync(path, "a");
+    return (conn, msg) => {
+        const body = msg.op === OP_MSG ? msg.body : msg.op === OP_QUERY ? msg.query : null;
+        if (!body) return;
+        const shown = { ...body };
+        for (const k of ["payload", "speculativeAuthenticate"]) if (k in shown) shown[k] = "<redacted>";
+        const line = { conn, op: msg.op, flags: msg.flags, ns: msg.ns, body: shown };
+        fs.writeSync(fd, EJSON.stringify(line, { relaxed: false }) + "\n");
+    };
+}
+
 function main() {
     const { values } = parseArgs({
         options: {
@@ -156,11 +174,12 @@ function main() {
             user: { type: "string" },
             password: { type: "string" },
             "set-name": { type: "string", default: "tgrs0" },
+            trace: { type: "string" },
         },
         strict: true,
     });
     if (values.port === undefined || !values.user || values.password === undefined) {
-        process.stderr.write("usage: node server.mjs --port P --user U --password W [--host H] [--set-name S]\n");
+        process.stderr.write("usage: node server.mjs --port P --user U --password W [--host H] [--set-name S] [--trace FILE]\n");
         process.exit(2);
     }
     const port = Number(values.port);
@@ -187,6 +206,7 @@ function main() {
         sessions: new Map(),
         nextRequestId: () => (requestId = (requestId + 1) & 0x7fffffff),
         timestamp: () => new Timestamp({ t: store.clusterTime.t, i: store.clusterTime.i }),
+        trace: values.trace ? tracer(values.trace) : null,
     };
     const listener = net.createServer((socket) => new Connection(server, socket, ++connections));
     listener.on("error", (e) => {

@@ -37,6 +37,11 @@ export function checkFields(cmd, body, allowed) {
     }
 }
 
+/** Like checkFields for a sub-document (an update or delete statement): no generic fields. */
+export function checkSubFields(where, doc, allowed) {
+    for (const k of Object.keys(doc)) if (!allowed.includes(k)) fail(40415, `BSON field '${where}.${k}' is an unknown field.`);
+}
+
 export function isDoc(v) {
     return v !== null && typeof v === "object" && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
 }

@@ -9,15 +9,14 @@
 // with hosts/setName/primary/me/topologyVersion, as a real deployment would:
 // a proxy in front must hide all of that from its clients.
 
-import os from "node:os";
-import { Binary, Long, ObjectId, Timestamp, calculateObjectSize } from "bson";
-import { CODES, MongoError, codeName, fail, fromEngine } from "./errors.mjs";
-import { MAX_BSON_SIZE, MAX_MESSAGE_SIZE, RawArray } from "./wire.mjs";
+import { Binary, Long, ObjectId } from "bson";
+import { CODES, MongoError, fail, fromEngine } from "./errors.mjs";
+import { MAX_BSON_SIZE, MAX_MESSAGE_SIZE } from "./wire.mjs";
 import { MECHANISM, ScramConversation, ScramError } from "./scram.mjs";
 import { validateDbName, validateCollName, clone, valueKey, getPath } from "./store.mjs";
 import { matcher, runFind, engineOptions } from "./engine.mjs";
 import * as crud from "./crud.mjs";
-import { checkFields, docArg, arrayArg, boolArg, intArg, stringArg, isDoc, typeName } from "./args.mjs";
+import { GENERIC_FIELDS, checkFields, docArg, arrayArg, boolArg, intArg, stringArg, isDoc, typeName } from "./args.mjs";
 
 export const MAX_WIRE_VERSION = 17; // MongoDB 6.0
 export const VERSION = "6.0.0";
@@ -303,7 +302,7 @@ function create(ctx) {
     if (body.viewOn !== undefined || body.timeseries !== undefined) fail(CODES.InvalidOptions, "views and time-series collections are not supported by this test backend");
     if (server.store.collection(db, coll)) fail(CODES.NamespaceExists, `Collection ${db}.${coll} already exists.`);
     const options = {};
-    for (const [k, v] of Object.entries(body)) if (k !== "create" && k !== "$db" && !k.startsWith("$") && !["lsid", "txnNumber", "autocommit", "startTransaction", "writeConcern", "comment", "maxTimeMS", "apiVersion", "apiStrict", "apiDeprecationErrors"].includes(k)) options[k] = v;
+    for (const [k, v] of Object.entries(body)) if (k !== "create" && !GENERIC_FIELDS.has(k)) options[k] = v;
     server.store.ensureCollection(db, coll, options);
     return {};
 }
@@ -535,4 +534,3 @@ export async function runCommand(server, conn, body, db = body.$db) {
     return reply;
 }
 
-export { codeName };

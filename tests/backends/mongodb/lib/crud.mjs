@@ -7,17 +7,15 @@
 // a MongoError. Writes report per-statement failures in writeErrors, as
 // mongod does, and stop at the first one when `ordered` (the default).
 
-import { serialize, ObjectId } from "bson";
+import { serialize, Long } from "bson";
 import { CODES, MongoError, fail, fromEngine } from "./errors.mjs";
-import { BSON_SERIALIZE, MAX_BSON_SIZE, RawArray } from "./wire.mjs";
+import { BSON_SERIALIZE, MAX_BSON_SIZE } from "./wire.mjs";
 import { clone, valueKey, getPath, prepareInsert, validateCollName, validateDbName, Collection } from "./store.mjs";
 import { cursorIdOf } from "./cursors.mjs";
 import {
-    matcher, runFind, runPipeline, checkPipeline, sortDocs, project, updateKind, applyUpdate, upsertSeed,
-    engineOptions, sameValue,
+    matcher, runFind, runPipeline, checkPipeline, sortDocs, project, updateKind, applyUpdate, upsertSeed, sameValue,
 } from "./engine.mjs";
-import { checkFields, docArg, arrayArg, boolArg, intArg, stringArg, isDoc, typeName } from "./args.mjs";
-import { Long } from "bson";
+import { checkFields, checkSubFields, docArg, arrayArg, boolArg, intArg, stringArg, isDoc, typeName } from "./args.mjs";
 
 const MAX_WRITE_BATCH = 100000;
 
@@ -232,7 +230,7 @@ export function insert(ctx) {
 
 function updateStatement(ctx, c, stmt, i, result, letDoc) {
     if (!isDoc(stmt)) fail(CODES.TypeMismatch, "update statements must be objects");
-    checkFields("update.updates", { "update.updates": 1, ...stmt }, ["q", "u", "upsert", "multi", "arrayFilters", "collation", "hint", "c", "sort", "upsertSupplied"]);
+    checkSubFields("update.updates", stmt, ["q", "u", "upsert", "multi", "arrayFilters", "collation", "hint", "c", "sort", "upsertSupplied"]);
     const q = docArg("update.updates", stmt, "q", { required: true });
     if (stmt.u === undefined) fail(40414, "BSON field 'update.updates.u' is missing but a required field");
     const u = stmt.u;
@@ -307,7 +305,7 @@ export function del(ctx) {
     let n = 0;
     const writeErrors = runBatch(stmts, ordered, (stmt) => {
         if (!isDoc(stmt)) fail(CODES.TypeMismatch, "delete statements must be objects");
-        checkFields("delete.deletes", { "delete.deletes": 1, ...stmt }, ["q", "limit", "collation", "hint"]);
+        checkSubFields("delete.deletes", stmt, ["q", "limit", "collation", "hint"]);
         const q = docArg("delete.deletes", stmt, "q", { required: true });
         const limit = intArg("delete.deletes", stmt, "limit", { dflt: undefined });
         if (limit === undefined) fail(40414, "BSON field 'delete.deletes.limit' is missing but a required field");
@@ -370,7 +368,7 @@ export function aggregate(ctx) {
     const target = body.aggregate;
     let coll = null;
     if (typeof target === "string") coll = collArg(ctx);
-    else if (!(target === 1 || (typeof target === "number" && target === 1))) {
+    else if (target !== 1) {
         fail(CODES.FailedToParse, "Invalid command format: the 'aggregate' field must specify a collection name or 1");
     }
     const pipeline = arrayArg("aggregate", body, "pipeline", { required: true });
