@@ -536,6 +536,18 @@ def test_unknown_commands_and_fields(m):
     with pytest.raises(OperationFailure) as e:
         c.test.command("find", "x", bogusOption=1)
     assert e.value.code == 40415
+    with pytest.raises(OperationFailure) as e:
+        c.test.command("update", "x", updates=[{"q": {}, "u": {"$set": {"a": 1}}, "lsid": 1}])
+    assert e.value.code == 40415, "statements take no generic fields"
+    with pytest.raises(OperationFailure) as e:
+        c.test.command("find", "x", sort={"a": "up"})
+    assert e.value.code == 15974
+    with pytest.raises(OperationFailure) as e:
+        c.test.command("find", "x", filter={"$or": []})
+    assert e.value.code == 2
+    with pytest.raises(OperationFailure) as e:
+        c.test.command("find", "x", filter={"a": {"$frob": 1}})
+    assert e.value.code == 2
     assert c.test.command("buildInfo")["version"].startswith("6.")
 
 

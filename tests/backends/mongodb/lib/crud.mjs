@@ -13,7 +13,7 @@ import { BSON_SERIALIZE, MAX_BSON_SIZE } from "./wire.mjs";
 import { clone, valueKey, getPath, prepareInsert, validateCollName, validateDbName, Collection } from "./store.mjs";
 import { cursorIdOf } from "./cursors.mjs";
 import {
-    matcher, runFind, runPipeline, checkPipeline, sortDocs, project, updateKind, applyUpdate, upsertSeed, sameValue,
+    matcher, checkSort, runFind, runPipeline, checkPipeline, sortDocs, project, updateKind, applyUpdate, upsertSeed, sameValue,
 } from "./engine.mjs";
 import { checkFields, checkSubFields, docArg, arrayArg, boolArg, intArg, stringArg, isDoc, typeName } from "./args.mjs";
 
@@ -55,6 +55,9 @@ export function find(ctx) {
     const singleBatch = boolArg("find", body, "singleBatch");
     if (boolArg("find", body, "tailable")) fail(CODES.BadValue, "tailable cursors are not supported by this test backend");
     const opts = withVariables(ctx, docArg("find", body, "let"));
+    // Parsed (and refused) whether or not the collection exists, as mongod does.
+    checkSort(sort);
+    matcher(filter, opts);
     const c = server.store.collection(db, coll);
     let docs = [];
     if (c) {
@@ -137,9 +140,9 @@ export function count(ctx) {
     const skip = intArg("count", body, "skip", { min: 0, dflt: 0 });
     let limit = intArg("count", body, "limit", { dflt: 0 });
     limit = Math.abs(limit);
+    const m = matcher(query, ctx.opts);
     const c = server.store.collection(db, coll);
     if (!c) return { n: 0 };
-    const m = matcher(query, ctx.opts);
     let n = c.all().filter(m.test).length;
     n = Math.max(0, n - skip);
     if (limit) n = Math.min(n, limit);
@@ -167,9 +170,9 @@ export function distinct(ctx) {
     const coll = collArg(ctx);
     const key = stringArg("distinct", body, "key", { required: true });
     const query = docArg("distinct", body, "query") || {};
+    const m = matcher(query, ctx.opts);
     const c = server.store.collection(db, coll);
     if (!c) return { values: [] };
-    const m = matcher(query, ctx.opts);
     const seen = new Map();
     for (const d of c.all()) {
         if (!m.test(d)) continue;
@@ -228,11 +231,30 @@ export function insert(ctx) {
     return writeErrors.length ? { n, writeErrors } : { n };
 }
 
-function updateStatement(ctx, c, stmt, i, result, letDoc) {
-    if (!isDoc(stmt)) fail(CODES.TypeMismatch, "update statements must be objects");
+/** The parse-time checks of one update statement (mongod fails the whole command on these). */
+function parseUpdateStatement(stmt) {
+    if (!isDoc(stmt)) fail(CODES.TypeMismatch, "BSON field 'update.updates' element is the wrong type, expected type 'object'");
     checkSubFields("update.updates", stmt, ["q", "u", "upsert", "multi", "arrayFilters", "collation", "hint", "c", "sort", "upsertSupplied"]);
-    const q = docArg("update.updates", stmt, "q", { required: true });
+    docArg("update.updates", stmt, "q", { required: true });
     if (stmt.u === undefined) fail(40414, "BSON field 'update.updates.u' is missing but a required field");
+    boolArg("update.updates", stmt, "multi");
+    boolArg("update.updates", stmt, "upsert");
+    arrayArg("update.updates", stmt, "arrayFilters");
+    docArg("update.updates", stmt, "c");
+    docArg("update.updates", stmt, "sort");
+}
+
+function parseDeleteStatement(stmt) {
+    if (!isDoc(stmt)) fail(CODES.TypeMismatch, "BSON field 'delete.deletes' element is the wrong type, expected type 'object'");
+    checkSubFields("delete.deletes", stmt, ["q", "limit", "collation", "hint"]);
+    docArg("delete.deletes", stmt, "q", { required: true });
+    const limit = intArg("delete.deletes", stmt, "limit", { dflt: undefined });
+    if (limit === undefined) fail(40414, "BSON field 'delete.deletes.limit' is missing but a required field");
+    if (limit !== 0 && limit !== 1) fail(CODES.FailedToParse, `The limit field in delete objects must be 0 or 1. Got ${limit}`);
+}
+
+function updateStatement(ctx, c, stmt, i, result, letDoc) {
+    const q = stmt.q;
     const u = stmt.u;
     const kind = updateKind(u);
     const multi = boolArg("update.updates", stmt, "multi");
@@ -282,6 +304,7 @@ export function update(ctx) {
     checkFields("update", body, ["updates", "ordered", "bypassDocumentValidation", "let"]);
     const coll = writableColl(ctx);
     const stmts = batchArg("update", body, "updates");
+    stmts.forEach(parseUpdateStatement);
     const ordered = boolArg("update", body, "ordered", true);
     const letDoc = docArg("update", body, "let");
     const c = server.store.ensureCollection(db, coll);
@@ -303,13 +326,10 @@ export function del(ctx) {
     const opts = withVariables(ctx, docArg("delete", body, "let"));
     const c = server.store.collection(db, coll);
     let n = 0;
+    stmts.forEach(parseDeleteStatement);
     const writeErrors = runBatch(stmts, ordered, (stmt) => {
-        if (!isDoc(stmt)) fail(CODES.TypeMismatch, "delete statements must be objects");
-        checkSubFields("delete.deletes", stmt, ["q", "limit", "collation", "hint"]);
-        const q = docArg("delete.deletes", stmt, "q", { required: true });
-        const limit = intArg("delete.deletes", stmt, "limit", { dflt: undefined });
-        if (limit === undefined) fail(40414, "BSON field 'delete.deletes.limit' is missing but a required field");
-        if (limit !== 0 && limit !== 1) fail(CODES.FailedToParse, `The limit field in delete objects must be 0 or 1. Got ${limit}`);
+        const q = stmt.q;
+        const limit = intArg("delete.deletes", stmt, "limit");
         if (!c) return;
         let matched = matching(c, q, opts);
         if (limit === 1) matched = matched.slice(0, 1);

@@ -89,10 +89,33 @@ export function engineOptions(store, db, variables) {
 
 // ---- queries -----------------------------------------------------------------------------------
 
+/** mongod's checks mingo does not make: $and/$or/$nor take a non-empty array of objects. */
+function checkFilter(filter) {
+    for (const [k, v] of Object.entries(filter)) {
+        if (k === "$and" || k === "$or" || k === "$nor") {
+            if (!Array.isArray(v) || v.length === 0) fail(CODES.BadValue, `${k} must be a nonempty array`);
+            for (const sub of v) {
+                if (sub === null || typeof sub !== "object" || Array.isArray(sub)) fail(CODES.BadValue, `${k} argument's entries must be objects`);
+                checkFilter(sub);
+            }
+        }
+    }
+}
+
+/** A sort specification: each value 1, -1 or {$meta: ...}. */
+export function checkSort(sort) {
+    if (!sort) return;
+    for (const [k, v] of Object.entries(sort)) {
+        if (v === 1 || v === -1 || (v && typeof v === "object" && "$meta" in v)) continue;
+        fail(15974, `Illegal key in $sort specification: ${k}: ${JSON.stringify(v)}`);
+    }
+}
+
 /** A compiled filter: test(doc) -> bool. Bad operators become BadValue errors. */
 export function matcher(filter, opts) {
     if (filter === undefined || filter === null) filter = {};
     if (typeof filter !== "object" || Array.isArray(filter)) fail(CODES.TypeMismatch, "filter must be an object");
+    checkFilter(filter);
     try {
         const q = new mingo.Query(compileScripts(filter), opts);
         return { query: q, test: (d) => q.test(d) };
@@ -103,6 +126,7 @@ export function matcher(filter, opts) {
 
 /** Documents of `docs` matching filter, sorted, skipped, limited and projected (copies). */
 export function runFind(docs, { filter, sort, skip, limit, projection }, opts) {
+    checkSort(sort);
     try {
         const m = matcher(filter, opts);
         let matched = docs.filter(m.test);
@@ -119,6 +143,7 @@ export function runFind(docs, { filter, sort, skip, limit, projection }, opts) {
 
 /** Sorts documents (copies not needed: sort does not mutate them). */
 export function sortDocs(docs, sort, opts) {
+    checkSort(sort);
     if (!sort || Object.keys(sort).length === 0) return docs;
     try {
         return mingo.find(docs, {}, undefined, opts).sort(sort).all();
