@@ -12,6 +12,8 @@ cd "$root"
 . deploy/local/packages.sh
 # shellcheck disable=SC2086
 tg_require_packages $TG_BUILD_PACKAGES $TG_TEST_PACKAGES $TG_SERVER_PACKAGES
+# The MongoDB test backend (Node.js) and the Node.js driver its tests use.
+tg_require_node_modules tests/backends/mongodb
 
 sanitize=${TG_SANITIZE:-}
 if [ -n "$sanitize" ]; then
