@@ -76,6 +76,12 @@
  *   listener refuses the setting and the judge refuses every script command.
  * - The command table is the built-in one (redis 7.0); fetching COMMAND INFO
  *   from the backend at connect is a later step.
+ * - Connections per tenant (redis.max_connections_per_tenant): a slot is
+ *   taken when a session authenticates and held until it closes; AUTH as
+ *   another tenant takes the new tenant's slot before giving back the old one
+ *   (over the limit: -NOPERM, and the session stays as it was). The first AUTH
+ *   over the limit is answered -NOPERM and the connection closed, as
+ *   PostgreSQL's FATAL 53300 closes it.
  * - Requests and replies are buffered whole (bounded by the codec limits:
  *   512 MiB bulks), not streamed.
  * - Backend error replies are forwarded as they are (a key quoted in an error
@@ -97,6 +103,7 @@
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/reply_queue.h"
+#include "proxy/tenant_count.h"
 
 #define RS_PREFIX_MAX 512 /* expanded key_prefix */
 #define RS_TEMPLATE_MAX 256
@@ -140,6 +147,8 @@ typedef struct rs_expect {
 
 typedef struct rs_session {
     const rs_listener *rl;
+    bool tenant_counted; /* holds a slot of counted_tenant (max_connections_per_tenant) */
+    char counted_tenant[TG_TENANT_MAX + 1];
     bool authed;     /* the client is authenticated (tenant and prefix valid) */
     bool connecting; /* backend asked for, not up yet: client input waits */
     bool backend_up;
@@ -404,11 +413,49 @@ static int build_hello(tg_buf *b, int ver, const rs_hello *h)
 }
 
 /*
+ * Takes a connection slot for `tenant` unless the session holds one already,
+ * then gives back the slot of the tenant it held before. Returns 0, 1 when
+ * the tenant is at its limit (answered here; the session is as it was, or
+ * closing when this was its first authentication), or < 0.
+ */
+static int count_tenant(tg_conn *c, rs_session *s, const char *tenant)
+{
+    const tg_listener_config *cfg = s->rl->cfg;
+    if (s->tenant_counted && strcmp(s->counted_tenant, tenant) == 0)
+        return 0;
+    int r = tg_tenant_count_acquire(cfg->name, tenant, cfg->redis.max_connections_per_tenant);
+    if (r == TG_ELIMIT) {
+        TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_max_connections], 1);
+        tg_log(TG_LOG_INFO, "connection refused", TG_FB("audit", true),
+               TG_FS("listener", cfg->name), TG_FS("tenant", tenant),
+               TG_FS("client", tg_conn_peer(c)), TG_FS("reason", "too many connections"),
+               TG_FI("limit", cfg->redis.max_connections_per_tenant), TG_FEND);
+        r = local_error(c, s, "NOPERM", "too many connections for this tenant");
+        if (r == 0 && !s->authed && !s->backend_up) { /* first authentication: close */
+            s->done = true;
+            if (s->rq.outstanding == 0)
+                tg_conn_finish(c);
+            else
+                s->quitting = true;
+        }
+        return r < 0 ? r : 1;
+    }
+    if (r < 0)
+        return r;
+    if (s->tenant_counted)
+        tg_tenant_count_release(cfg->name, s->counted_tenant);
+    s->tenant_counted = true;
+    snprintf(s->counted_tenant, sizeof(s->counted_tenant), "%s", tenant);
+    return 0;
+}
+
+/*
  * AUTH or HELLO ... AUTH with token: verification first; on failure nothing
  * changes. hello is NULL for AUTH.
  */
 static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hello *hello)
 {
+    int r;
     tg_identity id;
     tg_jwt_result jr = tg_auth_tenant(c, (const char *)token.base, token.len, &id);
     if (jr != TG_JWT_OK)
@@ -422,6 +469,8 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
                TG_FS("reason", "re-authentication while subscribed"), TG_FEND);
         return local_error(c, s, "NOPERM", "re-authentication while subscribed is not allowed");
     }
+    if ((r = count_tenant(c, s, id.tenant)) != 0)
+        return r < 0 ? r : 0;
     bool other = s->authed && strcmp(id.tenant, s->id.tenant) != 0;
     s->id = id;
     set_prefix(s);
@@ -431,7 +480,7 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
         s->connecting = true;
         s->pending.len = 0;
         if (hello) {
-            int r = build_hello(&s->pending, hello->ver, hello);
+            r = build_hello(&s->pending, hello->ver, hello);
             if (r < 0)
                 return r;
             s->resp3 = hello->ver == 3;
@@ -440,7 +489,7 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
         }
         return tg_conn_connect_backend(c);
     }
-    int r = 0;
+    r = 0;
     if (other) { /* leave nothing of the old tenant's session state on the backend */
         r = backend_reset(c, s, RS_SWALLOW);
         if (r == 0 && s->resp3 && !hello) {
@@ -1403,6 +1452,8 @@ static void rs_expire(tg_conn *c, void *session)
 static void rs_close(tg_conn *c, void *session)
 {
     rs_session *s = session;
+    if (s->tenant_counted)
+        tg_tenant_count_release(s->rl->cfg->name, s->counted_tenant);
     tg_reply_queue_free(&s->rq);
     tg_buf_free(&s->pending);
     tg_buf_free(&s->out);
