@@ -8,6 +8,11 @@
  *                     keys from specs). Module commands are refused because a module's key
  *                     specs need not cover what it reads (a search index spans key prefixes).
  *       a rule that needs keys on a command without key specs ──> DENY
+ *       flagged UNVETTED by a reply parser ──> DENY
+ *   seal_vetted (a live server's table, checked against the built-in one):
+ *       not in the built-in table and no rule names it ──> DENY (UNVETTED)
+ *       refused by the built-in table ──> refused;  container in one table only ──> DENY
+ *       otherwise the rule bound as above, with the server's flags and key specs
  *
  *   judge: argv[0] (+ argv[1] for a container) ──FNV-1a, case-folded──> open-addressing
  *          index ──> arity ──> switch (rule kind) ──> roles[argc] + verdict
@@ -122,13 +127,15 @@ typedef struct rule {
 #define N_PERSIST "persistence control"
 #define N_SCRIPTS "it affects every tenant's scripts"
 
-enum { RULE_DEFAULT_KEYS, RULE_DEFAULT_DENY, RULE_NO_SPECS, RULE_FIRST_NAMED };
+enum { RULE_DEFAULT_KEYS, RULE_DEFAULT_DENY, RULE_NO_SPECS, RULE_UNVETTED, RULE_FIRST_NAMED };
 
 static const rule rules[] = {
     /* the default rows: bound by seal() to commands not listed below */
     [RULE_DEFAULT_KEYS] = {NULL, RULE_KEYS, TG_REDIS_REPLY_NONE, 0, false, NULL},
     [RULE_DEFAULT_DENY] = {NULL, RULE_DENY, TG_REDIS_REPLY_NONE, 0, true, NULL},
     [RULE_NO_SPECS] = {NULL, RULE_DENY, TG_REDIS_REPLY_NONE, 0, true, "no key specs known"},
+    [RULE_UNVETTED] = {NULL, RULE_DENY, TG_REDIS_REPLY_NONE, 0, true,
+                       "tenantgate has no rule for it"},
 
     /* ---- answered by the session ---- */
     LOCAL("auth", AUTH),
@@ -585,6 +592,8 @@ int tg_redis_table_add_keyspec(tg_redis_table *t, const tg_redis_keyspec *ks)
 /* The rule of command c (lowercase name), by name or by the server's flags. */
 static uint16_t bind_rule(const tg_redis_table *t, const tg_redis_command *c)
 {
+    if (c->flags & TG_REDIS_CMD_UNVETTED)
+        return RULE_UNVETTED;
     const rule *r = find_rule(c->name);
     if (!r) {
         const char *bar = strchr(c->name, '|');
@@ -612,10 +621,41 @@ static uint16_t bind_rule(const tg_redis_table *t, const tg_redis_command *c)
     return (uint16_t)(r - rules);
 }
 
-int tg_redis_table_seal(tg_redis_table *t)
+/* The command named exactly (lowercase) name in a sealed table, or NULL. */
+static const tg_redis_command *find_sealed(const tg_redis_table *t, const char *name, size_t len)
+{
+    uint32_t h = fnv_fold(FNV_BASIS, (const uint8_t *)name, len) & t->mask;
+    for (uint32_t s; (s = t->slots[h]) != 0; h = (h + 1) & t->mask) {
+        const tg_redis_command *c = &t->cmds[s - 1];
+        if (c->name_len == len && memcmp(c->name, name, len) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+/* The rule of c in a table checked against vetted (see tg_redis_table_seal_vetted). */
+static uint16_t bind_vetted(const tg_redis_table *t, const tg_redis_command *c,
+                            const tg_redis_table *vetted)
+{
+    uint16_t r = bind_rule(t, c);
+    if (!vetted || r == RULE_UNVETTED)
+        return r;
+    const tg_redis_command *v = find_sealed(vetted, c->name, c->name_len);
+    if (!v)
+        return find_rule(c->name) ? r : RULE_UNVETTED;
+    if (v->container != c->container)
+        return RULE_UNVETTED;
+    if (rules[v->rule].kind == RULE_DENY && rules[r].kind != RULE_DENY)
+        return v->rule; /* refused as tenantgate knows it: the server's flags do not lift that */
+    return r;
+}
+
+static int seal(tg_redis_table *t, const tg_redis_table *vetted, bool check)
 {
     if (!t)
         return TG_EINVAL;
+    if (check && vetted && !vetted->sealed)
+        return fail(t, TG_EINVAL);
     if (t->sealed || t->failed)
         return t->failed ? t->failed : TG_EINVAL;
     uint32_t nslots = 16;
@@ -638,9 +678,19 @@ int tg_redis_table_seal(tg_redis_table *t)
         t->slots[h] = i + 1;
     }
     for (uint32_t i = 0; i < t->ncmds; i++)
-        t->cmds[i].rule = bind_rule(t, &t->cmds[i]);
+        t->cmds[i].rule = check ? bind_vetted(t, &t->cmds[i], vetted) : bind_rule(t, &t->cmds[i]);
     t->sealed = true;
     return 0;
+}
+
+int tg_redis_table_seal(tg_redis_table *t)
+{
+    return seal(t, NULL, false);
+}
+
+int tg_redis_table_seal_vetted(tg_redis_table *t, const tg_redis_table *vetted)
+{
+    return seal(t, vetted, true);
 }
 
 uint32_t tg_redis_table_count(const tg_redis_table *t)
@@ -658,6 +708,11 @@ const char *tg_redis_rule_name(const tg_redis_command *c)
     if (!c || c->rule >= COUNT(rules))
         return "?";
     return rule_names[rules[c->rule].kind];
+}
+
+bool tg_redis_command_unvetted(const tg_redis_command *c)
+{
+    return c && c->rule == RULE_UNVETTED;
 }
 
 /* ---- the built-in table ------------------------------------------------------------------ */

@@ -129,6 +129,13 @@ enum {
 };
 
 /*
+ * Not a Redis flag: set by a parser of a server's COMMAND reply on a command the
+ * server describes with a flag, ACL category, key-spec field or type tenantgate
+ * does not know. Such a command is refused (its semantics were never looked at).
+ */
+#define TG_REDIS_CMD_UNVETTED (1u << 31)
+
+/*
  * Bit of a flag named as COMMAND INFO names it (case-insensitive; an ACL
  * category with or without '@'); 0 for a name tenantgate does not know.
  */
@@ -201,6 +208,21 @@ int tg_redis_table_add_keyspec(tg_redis_table *t, const tg_redis_keyspec *ks);
 __attribute__((warn_unused_result)) int tg_redis_table_seal(tg_redis_table *t);
 
 /*
+ * As tg_redis_table_seal, for a table built from a live server's COMMAND reply,
+ * checked against `vetted` (the built-in table; borrowed during the call):
+ *   - a command `vetted` lacks and no policy rule names is refused (a newer
+ *     server's command whose semantics tenantgate never looked at), and so is
+ *     one flagged TG_REDIS_CMD_UNVETTED;
+ *   - a command `vetted` refuses stays refused, whatever flags the server gives it;
+ *   - a command that is a container in one table and not in the other is refused;
+ *   - otherwise the server's arity, flags and key specs are used (that is the point:
+ *     the key specs of the server that runs the commands).
+ * vetted NULL: as tg_redis_table_seal. Both refuse a command flagged TG_REDIS_CMD_UNVETTED.
+ */
+__attribute__((warn_unused_result)) int tg_redis_table_seal_vetted(tg_redis_table *t,
+                                                                   const tg_redis_table *vetted);
+
+/*
  * A new sealed table from the built-in data (policy/redis_commands.def,
  * generated from redis-server 7.0): the fallback for servers whose COMMAND
  * INFO has no key specs. NULL when out of memory. Free with tg_redis_table_free.
@@ -225,6 +247,9 @@ const tg_redis_command *tg_redis_lookup(const tg_redis_table *t, const tg_slice 
 
 /* A short static name of the command's policy rule ("keys", "deny", "scan"...), for listings. */
 const char *tg_redis_rule_name(const tg_redis_command *c);
+
+/* True when c is refused because tenantgate does not know it (see tg_redis_table_seal_vetted). */
+bool tg_redis_command_unvetted(const tg_redis_command *c);
 
 /* ---- the verdict ------------------------------------------------------------------------- */
 

@@ -1321,13 +1321,15 @@ static void parse_postgres(walker *w, const node *m, tg_postgres_config *pg)
 
 static void parse_redis(walker *w, const node *m, tg_redis_config *r)
 {
-    static const char *const keys[] = {"key_prefix", "allow_scripts", NULL};
+    static const char *const keys[] = {"key_prefix", "allow_scripts", "max_connections_per_tenant",
+                                       NULL};
     if (!check_map(w, m, keys)) {
         return;
     }
     field_string(w, m, "key_prefix", &r->key_prefix);
     check_tenant_template(w, m, "key_prefix", r->key_prefix);
     field_bool(w, m, "allow_scripts", &r->allow_scripts);
+    field_uint(w, m, "max_connections_per_tenant", 0, 1000000, &r->max_connections_per_tenant);
 }
 
 static void parse_mongodb(walker *w, const node *m, tg_mongodb_config *mg)

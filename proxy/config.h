@@ -113,8 +113,9 @@ typedef struct tg_postgres_config {
 } tg_postgres_config;
 
 typedef struct tg_redis_config {
-    char *key_prefix;   /* default "t:{tenant}:" */
-    bool allow_scripts; /* default false */
+    char *key_prefix;                    /* default "t:{tenant}:" */
+    bool allow_scripts;                  /* default false */
+    uint32_t max_connections_per_tenant; /* per listener, this process; default 0 = unlimited */
 } tg_redis_config;
 
 typedef enum { TG_MONGO_ISOLATION_FIELD, TG_MONGO_ISOLATION_DATABASE } tg_mongo_isolation;

@@ -193,6 +193,17 @@ tg_listener_stats *tg_metrics_listener(tg_metrics *m, const char *name, const ch
     return s;
 }
 
+/* Orders command-table loads across workers: the highest stamp is the latest. */
+static _Atomic uint64_t g_table_stamp;
+
+void tg_metrics_set_command_table(tg_listener_stats *s, uint64_t commands, bool from_backend)
+{
+    uint64_t stamp = atomic_fetch_add_explicit(&g_table_stamp, 1, memory_order_relaxed) + 1;
+    atomic_store_explicit(&s->table_commands, commands, memory_order_relaxed);
+    atomic_store_explicit(&s->table_from_backend, from_backend ? 1 : 0, memory_order_relaxed);
+    atomic_store_explicit(&s->table_stamp, stamp, memory_order_release);
+}
+
 void tg_histogram_observe(tg_histogram *h, uint64_t usec)
 {
     size_t i = 0;
@@ -459,6 +470,34 @@ static void render_histogram(out *o, const tg_metrics *m, const char *name, cons
     }
 }
 
+/* The command table of each listener that loaded one, from its latest shard. */
+static void render_command_table(out *o, const tg_metrics *m)
+{
+    const char *name = "tenantgate_command_table_commands";
+    out_family(
+        o, name, "gauge",
+        "Commands in the table new sessions use, by where it came from (backend or builtin).");
+    for (size_t i = 0; i < m->n; i++) {
+        const entry *e = &m->entries[i];
+        const tg_listener_stats *latest = NULL;
+        uint64_t best = 0;
+        for (uint32_t w = 0; w < m->workers; w++) {
+            const tg_listener_stats *s = shard_at(m, e, w);
+            uint64_t stamp = atomic_load_explicit(&s->table_stamp, memory_order_acquire);
+            if (stamp > best) {
+                best = stamp;
+                latest = s;
+            }
+        }
+        if (!latest)
+            continue;
+        out_series_start(o, name, e, false);
+        out_printf(o, ",source=\"%s\"} %llu\n",
+                   load(&latest->table_from_backend) ? "backend" : "builtin",
+                   (unsigned long long)load(&latest->table_commands));
+    }
+}
+
 /* Resident set size in bytes from /proc/self/statm (field 2, in pages); -1 when unavailable. */
 static long long resident_bytes(void)
 {
@@ -539,6 +578,7 @@ int tg_metrics_render(tg_metrics *m, char **outp, size_t *lenp)
     render_simple(&o, m, "tenantgate_backend_connect_errors_total", "counter",
                   "Failed backend connection attempts.",
                   offsetof(tg_listener_stats, backend_connect_errors), false);
+    render_command_table(&o, m);
     render_histogram(&o, m, "tenantgate_backend_connect_seconds", "Backend connect latency.",
                      offsetof(tg_listener_stats, backend_connect));
     render_histogram(&o, m, "tenantgate_backend_roundtrip_seconds",

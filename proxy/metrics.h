@@ -16,6 +16,7 @@
 #define TG_PROXY_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,11 @@ typedef struct tg_listener_stats {
     _Atomic uint64_t backend_connect_errors;
     tg_histogram backend_connect;   /* backend connect latency */
     tg_histogram backend_roundtrip; /* request -> first reply byte, where a protocol measures it */
+    /* The command table new sessions start with, for protocols that load one from the backend
+     * (Redis): see tg_metrics_set_command_table. */
+    _Atomic uint64_t table_stamp; /* 0: none loaded yet */
+    _Atomic uint64_t table_commands;
+    _Atomic uint64_t table_from_backend; /* 1: the backend's own table; 0: the built-in one */
 } tg_listener_stats;
 
 /* Adds n to a counter of a shard this thread owns (single writer: no locked instruction). */
@@ -92,6 +98,15 @@ void tg_metrics_free(tg_metrics *m);
  */
 tg_listener_stats *tg_metrics_listener(tg_metrics *m, const char *name, const char *protocol,
                                        uint32_t worker);
+
+/*
+ * Records, in a shard this thread owns, that the listener's new sessions now use a
+ * command table of `commands` rows, from the backend or built in. Rendered as
+ * tenantgate_command_table_commands{listener, source="backend"|"builtin"} from
+ * the shard written last (whichever worker loaded the table); nothing is rendered
+ * for a listener that has not loaded one. Called once per load, not per message.
+ */
+void tg_metrics_set_command_table(tg_listener_stats *s, uint64_t commands, bool from_backend);
 
 /* Records one observation in a histogram owned by this thread. */
 void tg_histogram_observe(tg_histogram *h, uint64_t usec);

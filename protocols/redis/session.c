@@ -74,8 +74,27 @@
  *   RESP3 client) to the backend first, swallowing their replies.
  * - Scripts: allow_scripts (per-tenant ACL users) is not implemented: the
  *   listener refuses the setting and the judge refuses every script command.
- * - The command table is the built-in one (redis 7.0); fetching COMMAND INFO
- *   from the backend at connect is a later step.
+ * - The command table: the first session of a listener whose backend
+ *   connection comes up sends `COMMAND` right behind the service AUTH (one
+ *   fetch per listener generation; a session that closes before the reply
+ *   hands the fetch to the next one). The reply is swallowed, parsed by
+ *   policy/redis_cmdinfo (checked against the built-in table: commands
+ *   tenantgate has no rule for stay refused) and published to every worker
+ *   with one atomic store; a server without key specs (Redis < 7, an error,
+ *   a malformed reply) leaves the built-in table (redis 7.0) in place. A
+ *   session judges with the table it opened with, the built-in one until the
+ *   backend's is in; tables live as long as the listener state (the runtime
+ *   generation), which outlives every session of it.
+ *
+ *     listener: fetch IDLE --CAS by one session--> RUNNING --reply parsed--> DONE
+ *                                  ^---- that session closed first ----'
+ *
+ * - Connections per tenant (redis.max_connections_per_tenant): a slot is
+ *   taken when a session authenticates and held until it closes; AUTH as
+ *   another tenant takes the new tenant's slot before giving back the old one
+ *   (over the limit: -NOPERM, and the session stays as it was). The first AUTH
+ *   over the limit is answered -NOPERM and the connection closed, as
+ *   PostgreSQL's FATAL 53300 closes it.
  * - Requests and replies are buffered whole (bounded by the codec limits:
  *   512 MiB bulks), not streamed.
  * - Backend error replies are forwarded as they are (a key quoted in an error
@@ -83,12 +102,14 @@
  */
 #include "protocols/redis/session.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "policy/redis_cmdinfo.h"
 #include "policy/redis_policy.h"
 #include "protocols/redis/codec.h"
 #include "proxy/auth.h"
@@ -97,14 +118,21 @@
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/reply_queue.h"
+#include "proxy/tenant_count.h"
 
 #define RS_PREFIX_MAX 512 /* expanded key_prefix */
 #define RS_TEMPLATE_MAX 256
 
+enum { RS_FETCH_IDLE, RS_FETCH_RUNNING, RS_FETCH_DONE };
+
 /* What every connection of a listener shares. */
 typedef struct rs_listener {
     const tg_listener_config *cfg;
-    tg_redis_table *table; /* built-in; COMMAND INFO from the backend: later step */
+    /* The fallback, and the vetted table the backend's is checked against. */
+    tg_redis_table *builtin;
+    /* The backend's table once loaded: published once, freed with the listener. */
+    _Atomic(tg_redis_table *) fetched;
+    _Atomic int fetch; /* RS_FETCH_*: who asks the backend for COMMAND */
 } rs_listener;
 
 /* X(name): what to do with the next backend reply. */
@@ -115,7 +143,8 @@ typedef struct rs_listener {
     X(SWALLOW_AUTH) /* service AUTH: dropped; an error ends the session */                         \
     X(AS_RESET)     /* the backend's answer to an emulated RESET: "+RESET" */                      \
     X(EXECABORT)    /* DISCARD sent for a dirty EXEC: "-EXECABORT ..." */                          \
-    X(PUBSUB)       /* the confirmations of a (P|S)(UN)SUBSCRIBE (or one error) */
+    X(PUBSUB)       /* the confirmations of a (P|S)(UN)SUBSCRIBE (or one error) */                 \
+    X(TABLE)        /* COMMAND sent for the listener's table: parsed, published, dropped */
 
 typedef enum {
 #define RS_ACTION_ENUM(n) RS_##n,
@@ -139,7 +168,11 @@ typedef struct rs_expect {
 } rs_expect;
 
 typedef struct rs_session {
-    const rs_listener *rl;
+    rs_listener *rl;
+    const tg_redis_table *table; /* what this session judges with (chosen when it opened) */
+    bool fetching;               /* this session's COMMAND reply is still due (rl->fetch RUNNING) */
+    bool tenant_counted;         /* holds a slot of counted_tenant (max_connections_per_tenant) */
+    char counted_tenant[TG_TENANT_MAX + 1];
     bool authed;     /* the client is authenticated (tenant and prefix valid) */
     bool connecting; /* backend asked for, not up yet: client input waits */
     bool backend_up;
@@ -194,21 +227,24 @@ static int rs_listener_init(const struct tg_listener_config *cfg, void **state, 
         return TG_ECONFIG;
     }
     rs_listener *rl = calloc(1, sizeof(*rl));
-    /* Later step: fetch COMMAND INFO from the backend and build the table from its key specs. */
-    if (!rl || !(rl->table = tg_redis_table_builtin())) {
+    if (!rl || !(rl->builtin = tg_redis_table_builtin())) {
         free(rl);
         snprintf(err, errlen, "out of memory");
         return TG_ECONFIG;
     }
+    atomic_init(&rl->fetched, NULL);
+    atomic_init(&rl->fetch, RS_FETCH_IDLE);
     rl->cfg = cfg;
     *state = rl;
     return 0;
 }
 
+/* Runs once the runtime generation is unreferenced: no session of this listener is left. */
 static void rs_listener_free(void *state)
 {
     rs_listener *rl = state;
-    tg_redis_table_free(rl->table);
+    tg_redis_table_free(atomic_load_explicit(&rl->fetched, memory_order_acquire));
+    tg_redis_table_free(rl->builtin);
     free(rl);
 }
 
@@ -404,11 +440,49 @@ static int build_hello(tg_buf *b, int ver, const rs_hello *h)
 }
 
 /*
+ * Takes a connection slot for `tenant` unless the session holds one already,
+ * then gives back the slot of the tenant it held before. Returns 0, 1 when
+ * the tenant is at its limit (answered here; the session is as it was, or
+ * closing when this was its first authentication), or < 0.
+ */
+static int count_tenant(tg_conn *c, rs_session *s, const char *tenant)
+{
+    const tg_listener_config *cfg = s->rl->cfg;
+    if (s->tenant_counted && strcmp(s->counted_tenant, tenant) == 0)
+        return 0;
+    int r = tg_tenant_count_acquire(cfg->name, tenant, cfg->redis.max_connections_per_tenant);
+    if (r == TG_ELIMIT) {
+        TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_max_connections], 1);
+        tg_log(TG_LOG_INFO, "connection refused", TG_FB("audit", true),
+               TG_FS("listener", cfg->name), TG_FS("tenant", tenant),
+               TG_FS("client", tg_conn_peer(c)), TG_FS("reason", "too many connections"),
+               TG_FI("limit", cfg->redis.max_connections_per_tenant), TG_FEND);
+        r = local_error(c, s, "NOPERM", "too many connections for this tenant");
+        if (r == 0 && !s->authed && !s->backend_up) { /* first authentication: close */
+            s->done = true;
+            if (s->rq.outstanding == 0)
+                tg_conn_finish(c);
+            else
+                s->quitting = true;
+        }
+        return r < 0 ? r : 1;
+    }
+    if (r < 0)
+        return r;
+    if (s->tenant_counted)
+        tg_tenant_count_release(cfg->name, s->counted_tenant);
+    s->tenant_counted = true;
+    snprintf(s->counted_tenant, sizeof(s->counted_tenant), "%s", tenant);
+    return 0;
+}
+
+/*
  * AUTH or HELLO ... AUTH with token: verification first; on failure nothing
  * changes. hello is NULL for AUTH.
  */
 static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hello *hello)
 {
+    int r;
     tg_identity id;
     tg_jwt_result jr = tg_auth_tenant(c, (const char *)token.base, token.len, &id);
     if (jr != TG_JWT_OK)
@@ -422,6 +496,8 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
                TG_FS("reason", "re-authentication while subscribed"), TG_FEND);
         return local_error(c, s, "NOPERM", "re-authentication while subscribed is not allowed");
     }
+    if ((r = count_tenant(c, s, id.tenant)) != 0)
+        return r < 0 ? r : 0;
     bool other = s->authed && strcmp(id.tenant, s->id.tenant) != 0;
     s->id = id;
     set_prefix(s);
@@ -431,7 +507,7 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
         s->connecting = true;
         s->pending.len = 0;
         if (hello) {
-            int r = build_hello(&s->pending, hello->ver, hello);
+            r = build_hello(&s->pending, hello->ver, hello);
             if (r < 0)
                 return r;
             s->resp3 = hello->ver == 3;
@@ -440,7 +516,7 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
         }
         return tg_conn_connect_backend(c);
     }
-    int r = 0;
+    r = 0;
     if (other) { /* leave nothing of the old tenant's session state on the backend */
         r = backend_reset(c, s, RS_SWALLOW);
         if (r == 0 && s->resp3 && !hello) {
@@ -716,7 +792,7 @@ static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_
                              .prefix = {(const uint8_t *)s->prefix, s->prefix_len}};
     tg_redis_verdict v;
     tg_redis_verdict_init(&v, s->roles, s->argv_cap);
-    tg_redis_verdict_kind k = tg_redis_judge(s->rl->table, argv, argc, &o, &v);
+    tg_redis_verdict_kind k = tg_redis_judge(s->table, argv, argc, &o, &v);
     if (k == TG_REDIS_DENY)
         return deny(c, s, argv, v.reason);
     if (v.cmd && subscribed_refuses_locally(s, v.cmd->name, k == TG_REDIS_LOCAL))
@@ -1069,6 +1145,64 @@ static int strip_reply(rs_session *s, tg_redis_reply_kind kind, const uint8_t *p
     }
 }
 
+/* ---- the command table from the backend ------------------------------------------------ */
+
+/*
+ * Asks the backend for its command table when no session of this listener has
+ * (one at a time; see the top comment). Called right after the service AUTH,
+ * before anything of the client's, so the reply is RESP2.
+ */
+static int maybe_fetch_table(tg_conn *c, rs_session *s)
+{
+    int idle = RS_FETCH_IDLE;
+    if (atomic_load_explicit(&s->rl->fetch, memory_order_relaxed) != RS_FETCH_IDLE ||
+        !atomic_compare_exchange_strong_explicit(&s->rl->fetch, &idle, RS_FETCH_RUNNING,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return 0;
+    s->fetching = true;
+    tg_slice argv[1] = {tg_slice_str("COMMAND")};
+    return backend_request(c, s, argv, 1, RS_TABLE);
+}
+
+/*
+ * The backend's COMMAND reply p[0..n): a table for the listener's next
+ * sessions, or the built-in one kept. Either way the fetch is over and one
+ * line says which table new sessions use. Costs this worker one parse of the
+ * reply (about 1 ms for Redis 7.0's 90 KB), once per listener generation.
+ */
+static void load_table(tg_conn *c, rs_session *s, const uint8_t *p, size_t n)
+{
+    rs_listener *rl = s->rl;
+    tg_redis_table *t = NULL;
+    tg_redis_cmdinfo_stats st = {0};
+    char why[128];
+    int r = tg_redis_cmdinfo_parse(p, n, rl->builtin, &t, &st, why, sizeof(why));
+    s->fetching = false;
+    if (r == TG_ENOMEM) { /* not the backend's fault: the next backend connection asks again */
+        tg_log(TG_LOG_WARN, "redis command table not loaded", TG_FS("listener", rl->cfg->name),
+               TG_FS("reason", "out of memory"), TG_FEND);
+        atomic_store_explicit(&rl->fetch, RS_FETCH_IDLE, memory_order_release);
+        return;
+    }
+    if (r == 0) {
+        atomic_store_explicit(&rl->fetched, t, memory_order_release);
+        tg_log(TG_LOG_INFO, "redis command table loaded", TG_FS("listener", rl->cfg->name),
+               TG_FS("source", "backend"), TG_FI("commands", st.commands),
+               TG_FI("key_specs", st.keyspecs), TG_FI("differing_from_builtin", st.differing),
+               TG_FI("refused_unknown", st.unvetted), TG_FEND);
+        tg_metrics_set_command_table(tg_conn_stats(c), st.commands, true);
+    } else {
+        tg_log(r == TG_ENOTFOUND ? TG_LOG_INFO : TG_LOG_WARN, "redis command table loaded",
+               TG_FS("listener", rl->cfg->name), TG_FS("source", "builtin"),
+               TG_FI("commands", tg_redis_table_count(rl->builtin)),
+               TG_FS("reason", r == TG_ENOTFOUND ? "the backend has no key specs"
+                                                 : "the backend's COMMAND reply is not usable"),
+               TG_FS("detail", why), TG_FI("reply_bytes", n), TG_FEND);
+        tg_metrics_set_command_table(tg_conn_stats(c), tg_redis_table_count(rl->builtin), false);
+    }
+    atomic_store_explicit(&rl->fetch, RS_FETCH_DONE, memory_order_release);
+}
+
 /* ---- pub/sub messages and confirmations ------------------------------------------------- */
 
 /* What a backend value is, for the pub/sub sorting (see the top comment). */
@@ -1228,6 +1362,9 @@ static int on_reply(tg_conn *c, rs_session *s, rs_expect e, const uint8_t *p, si
     case RS_AS_RESET:
         r = tg_conn_send(c, TG_SIDE_CLIENT, "+RESET\r\n", 8);
         break;
+    case RS_TABLE:
+        load_table(c, s, p, n);
+        break;
     case RS_EXECABORT: {
         static const char msg[] =
             "-EXECABORT Transaction discarded because of previous errors.\r\n";
@@ -1347,6 +1484,8 @@ static int rs_open(tg_conn *c, void *session)
 {
     rs_session *s = session;
     s->rl = tg_conn_lrt_state(c);
+    const tg_redis_table *fetched = atomic_load_explicit(&s->rl->fetched, memory_order_acquire);
+    s->table = fetched ? fetched : s->rl->builtin;
     tg_reply_queue_init(&s->rq);
     return 0;
 }
@@ -1358,6 +1497,8 @@ static int rs_backend_ready(tg_conn *c, void *session)
     s->connecting = false;
     tg_conn_established(c);
     int r = backend_auth(c, s);
+    if (r == 0)
+        r = maybe_fetch_table(c, s);
     if (r < 0)
         return r;
     if (s->pending.len) {
@@ -1403,6 +1544,10 @@ static void rs_expire(tg_conn *c, void *session)
 static void rs_close(tg_conn *c, void *session)
 {
     rs_session *s = session;
+    if (s->fetching) /* the reply never came: the next backend connection asks again */
+        atomic_store_explicit(&s->rl->fetch, RS_FETCH_IDLE, memory_order_release);
+    if (s->tenant_counted)
+        tg_tenant_count_release(s->rl->cfg->name, s->counted_tenant);
     tg_reply_queue_free(&s->rq);
     tg_buf_free(&s->pending);
     tg_buf_free(&s->out);

@@ -189,6 +189,7 @@ static const char full_yaml[] =
     "    redis:\n"
     "      key_prefix: \"tenant:{tenant}:\"\n"
     "      allow_scripts: true\n"
+    "      max_connections_per_tenant: 7\n"
     "  - name: mongo\n"
     "    protocol: mongodb\n"
     "    listen: 127.0.0.1:27018\n"
@@ -291,6 +292,7 @@ static void test_full_config(void **state)
     assert_string_equal(r->backend.server_name, "127.0.0.1");
     assert_string_equal(r->redis.key_prefix, "tenant:{tenant}:");
     assert_true(r->redis.allow_scripts);
+    assert_int_equal(r->redis.max_connections_per_tenant, 7);
 
     const tg_listener_config *m = &cfg->listeners[2];
     assert_int_equal(m->protocol, TG_PROTO_MONGODB);
@@ -381,6 +383,7 @@ static void test_defaults(void **state)
     assert_int_equal(l->postgres.session_timeout_s, 0);
     assert_string_equal(l->redis.key_prefix, "t:{tenant}:");
     assert_false(l->redis.allow_scripts);
+    assert_int_equal(l->redis.max_connections_per_tenant, 0);
     assert_int_equal(l->mongodb.isolation, TG_MONGO_ISOLATION_FIELD);
     assert_string_equal(l->mongodb.tenant_field, "tenant_id");
     assert_string_equal(l->mongodb.database_template, "{db}_{tenant}");
@@ -924,6 +927,26 @@ static void test_protocol_sections(void **state)
     expect_error(AUTH "listeners:\n  - name: r\n    protocol: redis\n    listen: h:1\n"
                       "    backend: {address: h:2}\n    redis: {key_prefix: \"t:\"}\n",
                  "9: listeners[0].redis.key_prefix: must contain {tenant}");
+    expect_error(AUTH "listeners:\n  - name: r\n    protocol: redis\n    listen: h:1\n"
+                      "    backend: {address: h:2}\n    redis: {max_connections_per_tenant: -1}\n",
+                 "9: listeners[0].redis.max_connections_per_tenant: must not be negative");
+    expect_error(AUTH "listeners:\n  - name: r\n    protocol: redis\n    listen: h:1\n"
+                      "    backend: {address: h:2}\n"
+                      "    redis: {max_connections_per_tenant: 1000001}\n",
+                 "9: listeners[0].redis.max_connections_per_tenant: must be between 0 and "
+                 "1000000");
+    expect_error(AUTH "listeners:\n  - name: r\n    protocol: redis\n    listen: h:1\n"
+                      "    backend: {address: h:2}\n    redis: {max_connections_per_tenant: two}\n",
+                 "9: listeners[0].redis.max_connections_per_tenant: expected an integer");
+    expect_error(AUTH PG_LISTENER "    redis: {max_connections_per_tenant: 2}\n",
+                 "9: listeners[0].redis: section does not match the listener's protocol postgres");
+    {
+        tg_config *rc = parse_ok(AUTH "listeners:\n  - name: r\n    protocol: redis\n"
+                                      "    listen: h:1\n    backend: {address: h:2}\n"
+                                      "    redis: {max_connections_per_tenant: 1000000}\n");
+        assert_int_equal(rc->listeners[0].redis.max_connections_per_tenant, 1000000);
+        tg_config_free(rc);
+    }
     expect_error(AUTH "listeners:\n  - name: m\n    protocol: mongodb\n    listen: h:1\n"
                       "    backend: {address: h:2}\n    mongodb:\n"
                       "      database_template: \"{db}_x\"\n",

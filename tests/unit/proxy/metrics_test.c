@@ -144,6 +144,32 @@ static void histogram_buckets_cumulative(void **state)
     tg_metrics_free(m);
 }
 
+/* The command table gauge: absent until a load, then the latest load whatever the worker. */
+static void command_table_latest(void **state)
+{
+    (void)state;
+    tg_metrics *m = tg_metrics_new(2);
+    tg_listener_stats *r0 = tg_metrics_listener(m, "r", "redis", 0);
+    tg_listener_stats *r1 = tg_metrics_listener(m, "r", "redis", 1);
+    assert_non_null(tg_metrics_listener(m, "pg", "postgres", 0));
+    char *text = render(m);
+    assert_line(text, "# TYPE tenantgate_command_table_commands gauge");
+    assert_null(strstr(text, "tenantgate_command_table_commands{"));
+    free(text);
+    tg_metrics_set_command_table(r1, 366, false);
+    text = render(m);
+    assert_line(text, "tenantgate_command_table_commands{listener=\"r\",source=\"builtin\"} 366");
+    assert_null(strstr(text, "tenantgate_command_table_commands{listener=\"pg\""));
+    free(text);
+    /* a reload: another worker loads the backend's table; only the latest is shown */
+    tg_metrics_set_command_table(r0, 240, true);
+    text = render(m);
+    assert_line(text, "tenantgate_command_table_commands{listener=\"r\",source=\"backend\"} 240");
+    assert_null(strstr(text, "source=\"builtin\""));
+    free(text);
+    tg_metrics_free(m);
+}
+
 static void label_escaping(void **state)
 {
     (void)state;
@@ -197,7 +223,7 @@ static void render_shape(void **state)
         assert_non_null(sp);
         assert_true(sp < strchr(line, '\n'));
     }
-    assert_int_equal(types, 16);
+    assert_int_equal(types, 17);
     assert_int_equal(strstr(text, "# TYPE tenantgate_connections_open gauge") -
                          strstr(text, "# HELP tenantgate_connections_open"),
                      strlen("# HELP tenantgate_connections_open Client connections open now.\n"));
@@ -211,6 +237,7 @@ int main(void)
         cmocka_unit_test(same_name_same_shard),
         cmocka_unit_test(counters_sum_across_shards),
         cmocka_unit_test(histogram_buckets_cumulative),
+        cmocka_unit_test(command_table_latest),
         cmocka_unit_test(label_escaping),
         cmocka_unit_test(render_shape),
     };
