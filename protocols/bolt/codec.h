@@ -162,7 +162,9 @@ typedef struct tg_bolt_scan {
  * when the chunks announced so far hold more than max_msg message bytes
  * (judged at each chunk header, before its data is in). A zero chunk at the
  * start of buf is a NOOP: size 2, len 0. *out is written only on success;
- * scan may be NULL (the walk then starts over each call).
+ * scan may be NULL (the walk then starts over each call). A frame of
+ * 1-byte chunks is at most 3 * max_msg + 2 bytes: what a reader buffers for
+ * one message is bounded by that.
  */
 __attribute__((warn_unused_result)) ssize_t tg_bolt_decode_frame(const uint8_t *buf, size_t len,
                                                                  size_t max_msg, tg_bolt_scan *scan,
