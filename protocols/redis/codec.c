@@ -58,7 +58,8 @@ static int read_len(const uint8_t *buf, size_t len, size_t *p, uint64_t *out)
             if (digits == 1 && v == 0)
                 return TG_EPROTO; /* leading zero */
             unsigned d = (unsigned)(c - '0');
-            if (v > ((uint64_t)INT64_MAX - d) / 10)
+            /* 18 digits always fit in int64; only longer numbers need the (dividing) check. */
+            if (digits >= 18 && v > ((uint64_t)INT64_MAX - d) / 10)
                 return TG_EPROTO;
             v = v * 10 + d;
             digits++;
@@ -105,11 +106,11 @@ static bool parse_integer(const uint8_t *s, size_t n, int64_t *out)
     if (i == n)
         return false;
     uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, v = 0;
-    for (; i < n; i++) {
+    for (size_t digits = 0; i < n; i++, digits++) {
         if (!is_digit(s[i]))
             return false;
         unsigned d = (unsigned)(s[i] - '0');
-        if (v > (limit - d) / 10)
+        if (digits >= 18 && v > (limit - d) / 10) /* 18 digits always fit */
             return false;
         v = v * 10 + d;
     }
