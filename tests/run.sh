@@ -12,6 +12,16 @@ cd "$root"
 . deploy/local/packages.sh
 # shellcheck disable=SC2086
 tg_require_packages $TG_BUILD_PACKAGES $TG_TEST_PACKAGES $TG_SERVER_PACKAGES
+# The test backends' npm packages (tests/backends/*/package.json), from their
+# lockfiles, when node_modules is missing or older than the lockfile.
+for lock in tests/backends/*/package-lock.json; do
+    [ -e "$lock" ] || continue
+    dir=$(dirname "$lock")
+    if [ "$lock" -nt "$dir/node_modules/.package-lock.json" ]; then
+        command -v npm >/dev/null || { echo "tenantgate: npm is needed for $dir" >&2; exit 1; }
+        (cd "$dir" && npm ci --no-audit --no-fund >&2)
+    fi
+done
 
 sanitize=${TG_SANITIZE:-}
 if [ -n "$sanitize" ]; then
