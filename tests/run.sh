@@ -12,8 +12,12 @@ cd "$root"
 . deploy/local/packages.sh
 # shellcheck disable=SC2086
 tg_require_packages $TG_BUILD_PACKAGES $TG_TEST_PACKAGES $TG_SERVER_PACKAGES
-# The MongoDB test backend (Node.js) and the Node.js driver its tests use.
-tg_require_node_modules tests/backends/mongodb
+# The test backends' npm packages (tests/backends/*/package.json), from their
+# lockfiles, when node_modules is missing or older than the lockfile.
+for lock in tests/backends/*/package-lock.json; do
+    [ -e "$lock" ] || continue
+    tg_require_node_modules "$(dirname "$lock")"
+done
 
 sanitize=${TG_SANITIZE:-}
 if [ -n "$sanitize" ]; then
