@@ -29,8 +29,8 @@
  *   - explicit tags (`!!str`, `!foo`) are refused.
  *
  * Files: `*_file` secrets (hs256_secret_file, public_key_file, jwks_file,
- * password_file, postgres.context_key_file) are read here (regular files only, at most 1 MiB, one
- * trailing
+ * password_file, postgres.context_key_file, tenants.registry.password_file) are read here (regular
+ * files only, at most 1 MiB, one trailing
  * "\n" or "\r\n" dropped, empty is an error) and zeroed again by tg_config_free.
  * cert_file, key_file and ca_file are only checked to be readable regular files
  * (cert_file/key_file only when tls.mode is not disable) and kept as paths.
@@ -994,6 +994,7 @@ static const char *const tls_modes[] = {"disable", "allow", "require", NULL};
 static const char *const backend_tls_modes[] = {"disable", "require", "verify-full", NULL};
 static const char *const mongo_isolations[] = {"field", "database", NULL};
 static const char *const bolt_isolations[] = {"property", "label", "database", NULL};
+static const char *const registry_failures[] = {"deny", "cached", NULL};
 
 static const struct {
     const char *name;
@@ -1559,6 +1560,97 @@ static void parse_listeners(walker *w, const node *v, tg_config *cfg)
     }
 }
 
+/* A Redis key prefix for the registry: printable, no spaces (it is part of every key name). */
+static bool registry_prefix_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] <= 0x20 || s[i] >= 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void parse_registry(walker *w, const node *m, tg_registry_config *r)
+{
+    static const char *const keys[] = {"address",    "user",       "password_file",
+                                       "key_prefix", "timeout_ms", NULL};
+    if (!check_map(w, m, keys)) {
+        return;
+    }
+    require(w, m, "address");
+    field_address(w, m, "address", &r->address);
+    field_string(w, m, "user", &r->user);
+    field_secret(w, m, "password_file", &r->password);
+    if (!w->failed && r->user && !r->password.data) {
+        fail_key(w, m, "user", "needs password_file (AUTH <user> <password>)");
+    }
+    field_string(w, m, "key_prefix", &r->key_prefix);
+    if (!w->failed && !registry_prefix_valid(r->key_prefix)) {
+        fail_key(w, m, "key_prefix", "must be 1-64 printable characters without spaces");
+    }
+    field_uint(w, m, "timeout_ms", 10, 60000, &r->timeout_ms);
+}
+
+static void parse_limits(walker *w, const node *m, tg_tenant_limits *l)
+{
+    static const char *const keys[] = {"max_connections",
+                                       "messages_per_second",
+                                       "burst",
+                                       "global_messages_per_second",
+                                       "max_inflight_bytes",
+                                       NULL};
+    if (!check_map(w, m, keys)) {
+        return;
+    }
+    field_uint(w, m, "max_connections", 0, 1000000, &l->max_connections);
+    field_uint(w, m, "messages_per_second", 0, 100000000, &l->messages_per_second);
+    field_uint(w, m, "burst", 0, 100000000, &l->burst);
+    field_uint(w, m, "global_messages_per_second", 0, 100000000, &l->global_messages_per_second);
+    field_uint(w, m, "max_inflight_bytes", 0, UINT32_MAX, &l->max_inflight_bytes);
+    if (!w->failed && l->burst && !l->messages_per_second) {
+        fail_key(w, m, "burst", "only meaningful with messages_per_second");
+    }
+}
+
+static void parse_tenants(walker *w, const node *m, tg_tenants_config *t)
+{
+    static const char *const keys[] = {"registry",   "require_registered",  "cache_ttl_s",
+                                       "cache_size", "on_registry_failure", "limits",
+                                       NULL};
+    if (!check_map(w, m, keys)) {
+        return;
+    }
+    size_t s;
+    const node *v = field(w, m, "registry", &s);
+    if (v) {
+        parse_registry(w, v, &t->registry);
+        path_restore(w, s);
+    }
+    field_bool(w, m, "require_registered", &t->require_registered);
+    field_uint(w, m, "cache_ttl_s", 0, 86400, &t->cache_ttl_s);
+    field_uint(w, m, "cache_size", 1, 10000000, &t->cache_size);
+    int mode = (int)t->on_registry_failure;
+    field_enum(w, m, "on_registry_failure", registry_failures, &mode);
+    t->on_registry_failure = (tg_registry_failure)mode;
+    v = field(w, m, "limits", &s);
+    if (v) {
+        parse_limits(w, v, &t->limits);
+        path_restore(w, s);
+    }
+    static const char *const need_registry[] = {"require_registered", "on_registry_failure",
+                                                "cache_ttl_s", "cache_size", NULL};
+    for (size_t i = 0; need_registry[i] && !w->failed; i++) {
+        if (!t->registry.address && map_get(m, need_registry[i])) {
+            fail_key(w, m, need_registry[i], "needs tenants.registry");
+        }
+    }
+}
+
 /* JWT key sources are needed as soon as one listener authenticates tenants (not tcp). */
 static void check_key_sources(walker *w, const tg_config *cfg)
 {
@@ -1584,8 +1676,8 @@ static void check_key_sources(walker *w, const tg_config *cfg)
 
 static void parse_root(walker *w, const node *root, tg_config *cfg)
 {
-    static const char *const keys[] = {"workers", "drain_timeout_s", "admin", "log",
-                                       "auth",    "listeners",       NULL};
+    static const char *const keys[] = {"workers", "drain_timeout_s", "admin",     "log",
+                                       "auth",    "tenants",         "listeners", NULL};
     static const char *const admin_keys[] = {"listen", "quitquitquit", NULL};
     static const char *const log_keys[] = {"level", "format", NULL};
     w->root = root;
@@ -1621,6 +1713,11 @@ static void parse_root(walker *w, const node *root, tg_config *cfg)
         parse_auth(w, v, cfg);
         path_restore(w, s);
     }
+    v = field(w, root, "tenants", &s);
+    if (v) {
+        parse_tenants(w, v, &cfg->tenants);
+        path_restore(w, s);
+    }
     require(w, root, "listeners");
     v = field(w, root, "listeners", &s);
     if (v) {
@@ -1643,6 +1740,10 @@ static void config_defaults(walker *w, tg_config *cfg)
     cfg->jwt.max_token_bytes = 8192;
     set_str(w, &cfg->jwt.tenant_claim, "tenant_id");
     set_str(w, &cfg->sni.slug_claim, "tenant_slug");
+    cfg->tenants.cache_ttl_s = 60;
+    cfg->tenants.cache_size = 10000;
+    cfg->tenants.registry.timeout_ms = 1000;
+    set_str(w, &cfg->tenants.registry.key_prefix, "tenantgate:");
 }
 
 /* ------------------------------------------------------------- public API */
@@ -1819,6 +1920,10 @@ void tg_config_free(tg_config *cfg)
     free(cfg->jwt.tenant_claim);
     free(cfg->sni.suffix);
     free(cfg->sni.slug_claim);
+    free(cfg->tenants.registry.address);
+    free(cfg->tenants.registry.user);
+    secret_free(&cfg->tenants.registry.password);
+    free(cfg->tenants.registry.key_prefix);
     free(cfg->admin_listen);
     free(cfg->path);
     free(cfg);

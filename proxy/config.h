@@ -164,6 +164,40 @@ typedef struct tg_listener_config {
     tg_bolt_config bolt;
 } tg_listener_config;
 
+/*
+ * Per-tenant limits (SPEC §6 invariant 5): defaults under tenants.limits, overridden per tenant
+ * by the fields of the same names in its registry hash. 0 means unlimited everywhere.
+ */
+typedef struct tg_tenant_limits {
+    uint32_t max_connections;            /* open sessions per listener, this process */
+    uint32_t messages_per_second;        /* token bucket per listener, this process */
+    uint32_t burst;                      /* bucket size; 0: messages_per_second */
+    uint32_t global_messages_per_second; /* sliding window per listener shared through the
+                                            registry by every tenantgate using it */
+    uint32_t max_inflight_bytes;         /* request bytes sent to backends and not yet answered,
+                                            per listener, this process */
+} tg_tenant_limits;
+
+/* tenants.on_registry_failure: what authentication does while the registry cannot be asked. */
+typedef enum { TG_REGISTRY_FAILURE_DENY, TG_REGISTRY_FAILURE_CACHED } tg_registry_failure;
+
+typedef struct tg_registry_config {
+    char *address;       /* "host:port" of the registry's redis-server; NULL: no registry */
+    char *user;          /* ACL user for AUTH; NULL: AUTH <password> only */
+    tg_secret password;  /* password_file; none: no AUTH */
+    char *key_prefix;    /* default "tenantgate:" */
+    uint32_t timeout_ms; /* bounds a connect and every lookup; default 1000 */
+} tg_registry_config;
+
+typedef struct tg_tenants_config {
+    tg_registry_config registry;
+    bool require_registered;                 /* unknown tenants are refused; default false */
+    uint32_t cache_ttl_s;                    /* registry answers remembered; default 60, 0 = off */
+    uint32_t cache_size;                     /* entries per worker; default 10000 */
+    tg_registry_failure on_registry_failure; /* default deny */
+    tg_tenant_limits limits;                 /* defaults for every tenant */
+} tg_tenants_config;
+
 typedef struct tg_config {
     char *path;               /* the file it was loaded from */
     uint32_t workers;         /* default: CPU count */
@@ -174,6 +208,7 @@ typedef struct tg_config {
     tg_log_format log_format; /* default json */
     tg_jwt_config jwt;
     tg_sni_config sni;
+    tg_tenants_config tenants;
     tg_listener_config *listeners;
     size_t n_listeners;
 } tg_config;

@@ -1108,6 +1108,95 @@ static void test_postgres_section(void **state)
                  "12: listeners[0].postgres.max_message_bytes: must be between");
 }
 
+/* tenants: the registry, its failure mode, the cache and the default limits. */
+static void test_tenants_section(void **state)
+{
+    (void)state;
+    /* Defaults: no registry, nothing required, no limits. */
+    tg_config *cfg = parse_ok(AUTH PG_LISTENER);
+    const tg_tenants_config *t = &cfg->tenants;
+    assert_null(t->registry.address);
+    assert_false(t->require_registered);
+    assert_int_equal(t->cache_ttl_s, 60);
+    assert_int_equal(t->cache_size, 10000);
+    assert_int_equal(t->on_registry_failure, TG_REGISTRY_FAILURE_DENY);
+    assert_string_equal(t->registry.key_prefix, "tenantgate:");
+    assert_int_equal(t->registry.timeout_ms, 1000);
+    assert_int_equal(t->limits.max_connections, 0);
+    assert_int_equal(t->limits.messages_per_second, 0);
+    tg_config_free(cfg);
+
+    cfg = parse_ok(AUTH "tenants:\n"
+                        "  registry:\n"
+                        "    address: redis.internal:6379\n"
+                        "    user: tenantgate\n"
+                        "    password_file: redis-pass\n"
+                        "    key_prefix: \"cp:\"\n"
+                        "    timeout_ms: 250\n"
+                        "  require_registered: true\n"
+                        "  cache_ttl_s: 0\n"
+                        "  cache_size: 5\n"
+                        "  on_registry_failure: cached\n"
+                        "  limits:\n"
+                        "    max_connections: 3\n"
+                        "    messages_per_second: 100\n"
+                        "    burst: 20\n"
+                        "    global_messages_per_second: 1000\n"
+                        "    max_inflight_bytes: 4294967295\n" PG_LISTENER);
+    t = &cfg->tenants;
+    assert_string_equal(t->registry.address, "redis.internal:6379");
+    assert_string_equal(t->registry.user, "tenantgate");
+    assert_string_equal(t->registry.password.data, "redispass");
+    assert_string_equal(t->registry.key_prefix, "cp:");
+    assert_int_equal(t->registry.timeout_ms, 250);
+    assert_true(t->require_registered);
+    assert_int_equal(t->cache_ttl_s, 0);
+    assert_int_equal(t->cache_size, 5);
+    assert_int_equal(t->on_registry_failure, TG_REGISTRY_FAILURE_CACHED);
+    assert_int_equal(t->limits.max_connections, 3);
+    assert_int_equal(t->limits.messages_per_second, 100);
+    assert_int_equal(t->limits.burst, 20);
+    assert_int_equal(t->limits.global_messages_per_second, 1000);
+    assert_int_equal(t->limits.max_inflight_bytes, UINT32_MAX);
+    tg_config_free(cfg);
+
+    /* Limits alone need no registry. */
+    cfg = parse_ok(AUTH "tenants:\n  limits: {messages_per_second: 5}\n" PG_LISTENER);
+    assert_int_equal(cfg->tenants.limits.messages_per_second, 5);
+    assert_int_equal(cfg->tenants.limits.burst, 0);
+    tg_config_free(cfg);
+
+    expect_error(AUTH "tenants:\n  require_registered: true\n" PG_LISTENER,
+                 "5: tenants.require_registered: needs tenants.registry");
+    expect_error(AUTH "tenants:\n  on_registry_failure: cached\n" PG_LISTENER,
+                 "5: tenants.on_registry_failure: needs tenants.registry");
+    expect_error(AUTH "tenants:\n  registry: {address: h:1}\n  on_registry_failure: allow\n",
+                 "6: tenants.on_registry_failure: must be one of: deny, cached");
+    expect_error(AUTH "tenants:\n  registry: {key_prefix: x}\n" PG_LISTENER,
+                 "5: tenants.registry.address: required key is missing");
+    expect_error(AUTH "tenants:\n  registry: {address: nope}\n" PG_LISTENER,
+                 "5: tenants.registry.address: expected host:port");
+    expect_error(AUTH "tenants:\n  registry: {address: h:1, user: u}\n" PG_LISTENER,
+                 "5: tenants.registry.user: needs password_file");
+    expect_error(AUTH "tenants:\n  registry: {address: h:1, key_prefix: \"a b\"}\n" PG_LISTENER,
+                 "5: tenants.registry.key_prefix: must be 1-64 printable characters");
+    expect_error(AUTH "tenants:\n  registry: {address: h:1, password_file: missing}\n" PG_LISTENER,
+                 "5: tenants.registry.password_file: cannot read ");
+    expect_error(AUTH "tenants:\n  registry: {address: h:1, timeout_ms: 0}\n" PG_LISTENER,
+                 "5: tenants.registry.timeout_ms: ");
+    expect_error(AUTH "tenants:\n  registry: {address: h:1, tls: require}\n" PG_LISTENER,
+                 "5: tenants.registry.tls: unknown key");
+    expect_error(AUTH "tenants:\n  limits: {burst: 5}\n" PG_LISTENER,
+                 "5: tenants.limits.burst: only meaningful with messages_per_second");
+    expect_error(AUTH "tenants:\n  limits: {messages_per_second: -1}\n" PG_LISTENER,
+                 "5: tenants.limits.messages_per_second: ");
+    expect_error(AUTH "tenants:\n  limits: {max_requests: 1}\n" PG_LISTENER,
+                 "5: tenants.limits.max_requests: unknown key");
+    expect_error(AUTH "tenants:\n  cache: 1\n" PG_LISTENER, "5: tenants.cache: unknown key");
+    expect_error(AUTH "tenants:\n  registry: {address: h:1}\n  cache_size: 0\n" PG_LISTENER,
+                 "6: tenants.cache_size: ");
+}
+
 static void test_error_buffer(void **state)
 {
     (void)state;
@@ -1137,7 +1226,7 @@ int main(void)
         cmocka_unit_test(test_aliases_and_tags),    cmocka_unit_test(test_document_shape),
         cmocka_unit_test(test_client_tls),          cmocka_unit_test(test_backend),
         cmocka_unit_test(test_protocol_sections),   cmocka_unit_test(test_error_buffer),
-        cmocka_unit_test(test_postgres_section),
+        cmocka_unit_test(test_postgres_section),    cmocka_unit_test(test_tenants_section),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
