@@ -11,4 +11,12 @@
  */
 int tg_cli_token(int argc, char **argv);
 
+/*
+ * `tenantgate tenant -c FILE suspend|activate|show TENANT` and `... revoke-jti JTI
+ * [--exp UNIX_SECONDS]`: writes the tenant registry named by the config and
+ * publishes the invalidation. argv[0] is "tenant". Returns the exit code (0; 1 on
+ * errors; 2 on usage errors).
+ */
+int tg_cli_tenant(int argc, char **argv);
+
 #endif

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/auth.h"
 #include "proxy/buffer.h"
 #include "proxy/error.h"
 #include "proxy/log.h"
@@ -85,6 +86,7 @@ struct tg_conn {
     tg_listener_stats *stats;
     const tg_protocol_ops *ops;
     tg_conn *prev, *next;
+    void *auth; /* proxy/auth.c's state; released in conn_close */
     uint64_t accepted_at, connect_started_at, last_activity, finish_deadline;
     uint64_t expiry_at;       /* loop time when ops->on_expire runs; 0 = none */
     tg_chunk *dispatch_chunk; /* the chunk whose bytes on_data is looking at */
@@ -1036,6 +1038,7 @@ static void conn_close(tg_conn *c)
         atomic_fetch_sub_explicit(c->lrt->active, 1, memory_order_relaxed);
     if (c->ops->on_close)
         c->ops->on_close(c, c->session);
+    tg_auth_conn_closed(c);
     if (c->gai)
         uv_cancel((uv_req_t *)c->gai);
     for (int i = 0; i < 2; i++) {
@@ -1083,6 +1086,44 @@ void tg_conn_abort_all(tg_worker *w)
 {
     while (w->conns)
         tg_conn_abort(w->conns, "shutting down");
+}
+
+tg_conn *tg_conn_first(tg_worker *w)
+{
+    return w->conns;
+}
+
+tg_conn *tg_conn_next(const tg_conn *c)
+{
+    return c->next;
+}
+
+void tg_conn_resume(tg_conn *c)
+{
+    if (c->closing)
+        return;
+    c->redispatch |= 1u << TG_SIDE_CLIENT;
+    run_redispatch(c);
+    flush_all(c);
+}
+
+void tg_conn_kick(tg_conn *c, tg_kick_reason reason)
+{
+    if (c->closing)
+        return;
+    if (!c->ops->on_kick) {
+        tg_conn_abort(c, tg_kick_reason_str(reason));
+        return;
+    }
+    c->ops->on_kick(c, c->session, reason);
+    if (!c->closing && !c->finishing)
+        tg_conn_finish(c);
+    flush_all(c);
+}
+
+void **tg_conn_auth_state(tg_conn *c)
+{
+    return &c->auth;
 }
 
 static void format_peer(tg_conn *c)

@@ -42,6 +42,27 @@ void tg_conn_accept(tg_listener *l);
 /* Aborts every connection of the worker (drain deadline, stop). */
 void tg_conn_abort_all(tg_worker *w);
 
+/* The worker's connections, for registry events: the first, and the one after c (NULL: none).
+ * Closing c does not invalidate the next pointer taken before. */
+tg_conn *tg_conn_first(tg_worker *w);
+tg_conn *tg_conn_next(const tg_conn *c);
+
+/*
+ * Outside any callback of c (e.g. when a registry lookup it waited for is
+ * answered): runs on_data again over the client's unconsumed bytes, then
+ * writes what was staged.
+ */
+void tg_conn_resume(tg_conn *c);
+
+/*
+ * The tenant registry ends this session: ops->on_kick sends the protocol's
+ * error and finishes (without on_kick: abort); what it staged is written.
+ */
+void tg_conn_kick(tg_conn *c, tg_kick_reason reason);
+
+/* The authentication state proxy/auth.c keeps with the connection (NULL until it makes one). */
+void **tg_conn_auth_state(tg_conn *c);
+
 /*
  * Stages len bytes that lie inside the data of the current on_data call for
  * side `to`, without copying (the chunk is pinned until written).

@@ -114,6 +114,12 @@ const char *tg_jwt_result_label(tg_jwt_result r)
         "bad_tenant",
         "slug_mismatch",
         "internal",
+        "suspended",
+        "unregistered",
+        "tenant_invalid",
+        "revoked",
+        "registry_unavailable",
+        "pending",
     };
     _Static_assert(sizeof(labels) / sizeof(labels[0]) == TG_JWT_RESULT_COUNT,
                    "one label per TG_JWT_RESULT_MAP entry");

@@ -38,7 +38,15 @@
     X(BAD_AUDIENCE, "wrong audience")                                                              \
     X(BAD_TENANT, "missing or invalid tenant claim")                                               \
     X(SLUG_MISMATCH, "tenant slug does not match server name")                                     \
-    X(INTERNAL, "internal error")
+    X(INTERNAL, "internal error")                                                                  \
+    /* The tenant registry's verdicts (proxy/auth.c; the token itself verified): */                \
+    X(SUSPENDED, "tenant suspended")                                                               \
+    X(UNREGISTERED, "tenant not registered")                                                       \
+    X(TENANT_INVALID, "tenant record is invalid")                                                  \
+    X(REVOKED, "token revoked")                                                                    \
+    X(REGISTRY_UNAVAILABLE, "tenant registry unavailable")                                         \
+    /* Not a failure: the registry is being asked; see tg_auth_tenant. */                          \
+    X(PENDING, "registry lookup pending")
 
 typedef enum {
 #define TG_JWT_RESULT_ENUM(name, desc) TG_JWT_##name,

@@ -6,6 +6,7 @@
  *   tenantgate check -c FILE    validate the config, then preflight every backend
  *   tenantgate check --offline -c FILE    validate the config only
  *   tenantgate token ...        mint an HS256 development token (cli_token.c)
+ *   tenantgate tenant ...       suspend/activate tenants, revoke tokens (cli_tenant.c)
  *   tenantgate --version
  *
  * The main thread owns the default loop: signals, the admin server, backend
@@ -75,6 +76,8 @@ static void usage(FILE *f)
             "       tenantgate check -c tenantgate.yaml      validate config, preflight backends\n"
             "       tenantgate check --offline -c F          validate config only\n"
             "       tenantgate token --hs256-secret-file F --tenant T [--ttl 1h] [--claim k=v]\n"
+            "       tenantgate tenant -c F suspend|activate|show TENANT\n"
+            "       tenantgate tenant -c F revoke-jti JTI [--exp UNIX_SECONDS]\n"
             "       tenantgate --version\n");
 }
 
@@ -253,6 +256,18 @@ static bool is_ready(void *ud, char *why, size_t whylen)
     if (a->draining) {
         snprintf(why, whylen, "draining");
         return false;
+    }
+    /* on_registry_failure: deny refuses every authentication the registry cannot answer:
+     * such a proxy should not get traffic. (cached keeps serving known tenants.) */
+    const tg_tenants_config *t = &a->rt->cfg->tenants;
+    if (t->registry.address && t->on_registry_failure == TG_REGISTRY_FAILURE_DENY) {
+        for (uint32_t i = 0; i < a->n_workers; i++) {
+            tg_registry_stats *rs = tg_metrics_registry(a->metrics, i);
+            if (!atomic_load_explicit(&rs->up, memory_order_relaxed)) {
+                snprintf(why, whylen, "tenant registry %s unavailable", t->registry.address);
+                return false;
+            }
+        }
     }
     return tg_probe_all_ok(a->probe, why, whylen);
 }
@@ -497,6 +512,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "token") == 0)
         return tg_cli_token(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "tenant") == 0)
+        return tg_cli_tenant(argc - 1, argv + 1);
     bool check = false, offline = false;
     int first = 1;
     if (argc >= 2 && strcmp(argv[1], "check") == 0) {

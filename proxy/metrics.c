@@ -50,7 +50,9 @@ struct tg_metrics {
     size_t stride;
     entry *entries;
     size_t n, cap;
-    double start; /* process start, unix seconds */
+    double start;                /* process start, unix seconds */
+    tg_registry_stats *registry; /* one per worker, 64-byte aligned */
+    size_t registry_stride;
 };
 
 static const char *const reject_labels[] = {
@@ -126,6 +128,15 @@ tg_metrics *tg_metrics_new(uint32_t workers)
     m->workers = workers ? workers : 1;
     m->stride = (sizeof(tg_listener_stats) + TG_CACHE_LINE - 1) & ~(size_t)(TG_CACHE_LINE - 1);
     m->start = process_start_time();
+    m->registry_stride =
+        (sizeof(tg_registry_stats) + TG_CACHE_LINE - 1) & ~(size_t)(TG_CACHE_LINE - 1);
+    m->registry = aligned_alloc(TG_CACHE_LINE, m->workers * m->registry_stride);
+    if (!m->registry) {
+        pthread_mutex_destroy(&m->mu);
+        free(m);
+        return NULL;
+    }
+    memset(m->registry, 0, m->workers * m->registry_stride);
     return m;
 }
 
@@ -139,6 +150,7 @@ void tg_metrics_free(tg_metrics *m)
         free(m->entries[i].shards);
     }
     free(m->entries);
+    free(m->registry);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
@@ -191,6 +203,14 @@ tg_listener_stats *tg_metrics_listener(tg_metrics *m, const char *name, const ch
     tg_listener_stats *s = e ? shard_at(m, e, worker) : NULL;
     pthread_mutex_unlock(&m->mu);
     return s;
+}
+
+tg_registry_stats *tg_metrics_registry(tg_metrics *m, uint32_t worker)
+{
+    if (!m || worker >= m->workers)
+        return NULL;
+    return (tg_registry_stats *)(void *)((unsigned char *)m->registry +
+                                         (size_t)worker * m->registry_stride);
 }
 
 /* Orders command-table loads across workers: the highest stamp is the latest. */
@@ -423,7 +443,7 @@ static void render_auth(out *o, const tg_metrics *m)
     out_family(o, name, "counter", "Failed tenant authentications, by reason.");
     for (size_t i = 0; i < m->n; i++) {
         for (int r = 0; r < TG_JWT_RESULT_COUNT; r++) {
-            if (r == TG_JWT_OK)
+            if (r == TG_JWT_OK || r == TG_JWT_PENDING)
                 continue;
             out_series_start(o, name, &m->entries[i], false);
             out_puts(o, ",reason=\"");
@@ -496,6 +516,76 @@ static void render_command_table(out *o, const tg_metrics *m)
                    load(&latest->table_from_backend) ? "backend" : "builtin",
                    (unsigned long long)load(&latest->table_commands));
     }
+}
+
+static const char *const registry_lookup_labels[] = {
+#define TG_REGISTRY_LOOKUP_LABEL(name) #name,
+    TG_REGISTRY_LOOKUP_MAP(TG_REGISTRY_LOOKUP_LABEL)
+#undef TG_REGISTRY_LOOKUP_LABEL
+};
+static const char *const kick_labels[] = {
+#define TG_KICK_LABEL(name, label, desc) label,
+    TG_KICK_MAP(TG_KICK_LABEL)
+#undef TG_KICK_LABEL
+};
+
+/* Sum of one registry counter over the workers' shards. */
+static uint64_t registry_sum(tg_metrics *m, size_t off)
+{
+    uint64_t sum = 0;
+    for (uint32_t w = 0; w < m->workers; w++)
+        sum += load((const _Atomic uint64_t *)(const void *)((const unsigned char *)
+                                                                 tg_metrics_registry(m, w) +
+                                                             off));
+    return sum;
+}
+
+/* The tenant registry: nothing when no worker has one configured. */
+static void render_registry(out *o, tg_metrics *m)
+{
+    uint64_t up = 1, configured = 0;
+    for (uint32_t w = 0; w < m->workers; w++) {
+        const tg_registry_stats *r = tg_metrics_registry(m, w);
+        if (load(&r->configured)) {
+            configured = 1;
+            up &= load(&r->up) ? 1 : 0;
+        }
+    }
+    if (!configured)
+        return;
+    out_family(o, "tenantgate_registry_up", "gauge",
+               "1 while every worker can ask the tenant registry and receives its invalidations.");
+    out_printf(o, "tenantgate_registry_up %llu\n", (unsigned long long)up);
+    const char *name = "tenantgate_registry_lookups_total";
+    out_family(o, name, "counter", "Tenant registry answers at authentication, by result.");
+    for (int r = 0; r < TG_REGISTRY_LOOKUP_COUNT; r++)
+        out_printf(o, "%s{result=\"%s\"} %llu\n", name, registry_lookup_labels[r],
+                   (unsigned long long)registry_sum(m, offsetof(tg_registry_stats, lookups) +
+                                                           (size_t)r * sizeof(_Atomic uint64_t)));
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } simple[] = {
+        {"tenantgate_registry_cache_hits_total", "Authentications answered from the cache.",
+         offsetof(tg_registry_stats, cache_hits)},
+        {"tenantgate_registry_cache_misses_total", "Authentications that asked the registry.",
+         offsetof(tg_registry_stats, cache_misses)},
+        {"tenantgate_registry_events_total", "Invalidations received from the registry.",
+         offsetof(tg_registry_stats, events)},
+        {"tenantgate_registry_reconnects_total", "Connections to the registry (re)established.",
+         offsetof(tg_registry_stats, reconnects)},
+    };
+    for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
+        out_family(o, simple[i].name, "counter", simple[i].help);
+        out_printf(o, "%s %llu\n", simple[i].name,
+                   (unsigned long long)registry_sum(m, simple[i].off));
+    }
+    name = "tenantgate_sessions_kicked_total";
+    out_family(o, name, "counter", "Open sessions ended by the tenant registry, by reason.");
+    for (int r = 0; r < TG_KICK_COUNT; r++)
+        out_printf(o, "%s{reason=\"%s\"} %llu\n", name, kick_labels[r],
+                   (unsigned long long)registry_sum(m, offsetof(tg_registry_stats, kicks) +
+                                                           (size_t)r * sizeof(_Atomic uint64_t)));
 }
 
 /* Resident set size in bytes from /proc/self/statm (field 2, in pages); -1 when unavailable. */
@@ -585,6 +675,7 @@ int tg_metrics_render(tg_metrics *m, char **outp, size_t *lenp)
                      "Time from a forwarded request to the first reply byte.",
                      offsetof(tg_listener_stats, backend_roundtrip));
     pthread_mutex_unlock(&m->mu);
+    render_registry(&o, m);
     render_process(&o, m);
     if (o.failed || !o.buf) {
         free(o.buf);

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "proxy/jwt.h"
+#include "proxy/protocol.h"
 
 /* Why a message or connection was refused; X(name) gives the metric label. Protocols add rows. */
 #define TG_REJECT_MAP(X)                                                                           \
@@ -29,7 +30,10 @@
     X(too_large)                                                                                   \
     X(unauthenticated)                                                                             \
     X(max_connections)                                                                             \
-    X(tls_required)
+    X(tls_required)                                                                                \
+    X(rate_limit)        /* tenants.limits.messages_per_second */                                  \
+    X(global_rate_limit) /* tenants.limits.global_messages_per_second */                           \
+    X(inflight_bytes)    /* tenants.limits.max_inflight_bytes */
 
 typedef enum {
 #define TG_REJECT_ENUM(name) TG_REJECT_##name,
@@ -85,6 +89,34 @@ typedef struct tg_listener_stats {
                           atomic_load_explicit(&(counter), memory_order_relaxed) - (uint64_t)(n),  \
                           memory_order_relaxed)
 
+/* X(name): how a registry lookup ended; the metric label is the name. */
+#define TG_REGISTRY_LOOKUP_MAP(X)                                                                  \
+    X(active)    /* the tenant's hash says active */                                               \
+    X(suspended) /* ... suspended */                                                               \
+    X(unknown)   /* no hash */                                                                     \
+    X(invalid)   /* a hash tenantgate cannot read */                                               \
+    X(revoked)   /* the token's jti is in the revocation set */                                    \
+    X(error)     /* no answer: registry down, timed out, refused */
+
+typedef enum {
+#define TG_REGISTRY_LOOKUP_ENUM(name) TG_REGISTRY_LOOKUP_##name,
+    TG_REGISTRY_LOOKUP_MAP(TG_REGISTRY_LOOKUP_ENUM)
+#undef TG_REGISTRY_LOOKUP_ENUM
+        TG_REGISTRY_LOOKUP_COUNT
+} tg_registry_lookup_result;
+
+/* The tenant registry as one worker sees it (proxy/registry.c); only that worker writes it. */
+typedef struct tg_registry_stats {
+    _Atomic uint64_t configured; /* gauge: 1 when tenants.registry is set */
+    _Atomic uint64_t up;         /* gauge: 1 while lookups and invalidations both work */
+    _Atomic uint64_t lookups[TG_REGISTRY_LOOKUP_COUNT];
+    _Atomic uint64_t cache_hits;
+    _Atomic uint64_t cache_misses;
+    _Atomic uint64_t events; /* invalidations received */
+    _Atomic uint64_t reconnects;
+    _Atomic uint64_t kicks[TG_KICK_COUNT];
+} tg_registry_stats;
+
 typedef struct tg_metrics tg_metrics;
 
 /* A registry for `workers` worker threads. Returns NULL when out of memory. */
@@ -107,6 +139,15 @@ tg_listener_stats *tg_metrics_listener(tg_metrics *m, const char *name, const ch
  * for a listener that has not loaded one. Called once per load, not per message.
  */
 void tg_metrics_set_command_table(tg_listener_stats *s, uint64_t commands, bool from_backend);
+
+/*
+ * The registry shard of `worker` (NULL when out of range). Rendered as
+ * tenantgate_registry_up (the lowest over workers that have a registry),
+ * tenantgate_registry_lookups_total{result}, tenantgate_registry_cache_hits_total,
+ * tenantgate_registry_cache_misses_total, tenantgate_registry_events_total,
+ * tenantgate_registry_reconnects_total and tenantgate_sessions_kicked_total{reason}.
+ */
+tg_registry_stats *tg_metrics_registry(tg_metrics *m, uint32_t worker);
 
 /* Records one observation in a histogram owned by this thread. */
 void tg_histogram_observe(tg_histogram *h, uint64_t usec);

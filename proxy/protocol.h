@@ -23,6 +23,31 @@ struct tg_listener_config;
 
 typedef enum { TG_SIDE_CLIENT = 0, TG_SIDE_BACKEND = 1 } tg_side_id;
 
+/* X(name, label, description): why the control plane ends an open session (proxy/auth.c). */
+#define TG_KICK_MAP(X)                                                                             \
+    X(SUSPENDED, "suspended", "tenant suspended")                                                  \
+    X(UNREGISTERED, "unregistered", "tenant not registered")                                       \
+    X(INVALID, "invalid", "tenant record is invalid")                                              \
+    X(REVOKED, "revoked", "token revoked")
+
+typedef enum {
+#define TG_KICK_ENUM(name, label, desc) TG_KICK_##name,
+    TG_KICK_MAP(TG_KICK_ENUM)
+#undef TG_KICK_ENUM
+        TG_KICK_COUNT
+} tg_kick_reason;
+
+/* A static description of a kick reason ("tenant suspended"), for the protocol's error. */
+static inline const char *tg_kick_reason_str(tg_kick_reason r)
+{
+    static const char *const desc[] = {
+#define TG_KICK_DESC(name, label, desc) desc,
+        TG_KICK_MAP(TG_KICK_DESC)
+#undef TG_KICK_DESC
+    };
+    return (unsigned)r < TG_KICK_COUNT ? desc[r] : "session ended";
+}
+
 /* The other side of a pair. */
 static inline tg_side_id tg_side_other(tg_side_id s)
 {
@@ -59,6 +84,14 @@ typedef struct tg_protocol_ops {
     /* The deadline set with tg_conn_set_expiry has passed (token expired, session timeout):
      * send the protocol's error and call tg_conn_finish. May be NULL (then: abort). */
     void (*on_expire)(tg_conn *c, void *session);
+    /*
+     * The tenant registry ends this authenticated session (tenant suspended, token
+     * revoked, ...; tg_kick_reason_str(reason) says it in words): send the
+     * protocol's error where the stream allows it, then tg_conn_finish (or
+     * tg_conn_abort). NULL: the pair aborts the connection. Runs on the worker's
+     * loop, outside any on_data call; what it sends is flushed afterwards.
+     */
+    void (*on_kick)(tg_conn *c, void *session, tg_kick_reason reason);
     /* The connection is closing; release what the session owns. May be NULL. */
     void (*on_close)(tg_conn *c, void *session);
 } tg_protocol_ops;

@@ -1,25 +1,104 @@
 /*
- * Open sessions per (listener, tenant), process-wide, for
- * max_connections_per_tenant: one noisy tenant cannot take every backend
- * connection (SPEC §6, invariant 5).
+ * Per-(listener, tenant) limits, process-wide: one noisy tenant cannot take
+ * every backend connection or starve the others (SPEC §6, invariant 5).
  *
- * A mutex-guarded hash table; it is touched when a session authenticates and
- * when it closes, never per message. Entries disappear when their count drops
- * to zero, so the table holds only tenants with open sessions.
+ *   session authenticates --take(listener, tenant, limits)--> slot (count < max_connections?)
+ *   every request --message(slot)--> token bucket (messages_per_second, burst)
+ *                                    + sliding window (global_messages_per_second)
+ *   request about to go --inflight_full?--> refused; sent --inflight_add--> answered
+ *       --inflight_give: request bytes in flight (max_inflight_bytes)
+ *   session closes --give(slot)
+ *   registry says the tenant's limits changed --update(tenant, record)--> every listener's slot
+ *
+ * A slot is shared by every session of the tenant on that listener in this
+ * process, whichever worker runs it: the connection count under the table's
+ * mutex (taken when a session authenticates and closes, never per message),
+ * everything per message with atomics (a lock-free GCRA bucket, counters).
+ * With no limit set, a message costs two relaxed loads. Slots disappear when
+ * their last session closes, so the table holds only tenants with open sessions.
  */
 #ifndef TG_PROXY_TENANT_COUNT_H
 #define TG_PROXY_TENANT_COUNT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "proxy/config.h"
+#include "proxy/sliding_window.h"
+#include "proxy/tenant_record.h"
+
+typedef struct tg_tenant_slot tg_tenant_slot;
+
 /*
- * Takes a slot for tenant on listener when fewer than max are taken (max 0 =
- * unlimited). Returns 0, TG_ELIMIT when the tenant is at its limit, or TG_ENOMEM.
+ * Takes a session slot for tenant on listener when fewer than
+ * lim->max_connections are taken (0 = unlimited), and sets the slot's limits
+ * to *lim (the newest session's view applies to all of them). listener_max is
+ * the listener's own per-tenant limit, kept to recompute limits on update.
+ * Returns 0 with the slot in *out, TG_ELIMIT when the tenant is at its limit,
+ * or TG_ENOMEM.
+ */
+__attribute__((warn_unused_result)) int
+tg_tenant_count_take(const char *listener, const char *tenant, const tg_tenant_limits *lim,
+                     uint32_t listener_max, tg_tenant_slot **out);
+
+/* Gives back a slot taken with tg_tenant_count_take; s is invalid afterwards. */
+void tg_tenant_count_give(tg_tenant_slot *s);
+
+/* X(name): what the per-message check says. */
+typedef enum {
+    TG_TENANT_PASS,
+    TG_TENANT_RATE_LIMITED,   /* messages_per_second (this process) */
+    TG_TENANT_GLOBAL_LIMITED, /* global_messages_per_second (every process) */
+} tg_tenant_rate;
+
+/* Counts one message of the slot's tenant against its rate limits. Any thread. */
+tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s);
+
+/*
+ * n request bytes are on their way to the backend (already decided). Returns
+ * what to give back once they are answered: n, or 0 when the slot has no
+ * max_inflight_bytes (nothing is counted then).
+ */
+uint64_t tg_tenant_count_inflight_add(tg_tenant_slot *s, uint64_t n);
+
+/* True when n more bytes would take the tenant over its max_inflight_bytes (0: never). */
+bool tg_tenant_count_inflight_full(const tg_tenant_slot *s, uint64_t n);
+
+/* Gives back what tg_tenant_count_inflight_add returned, once answered. */
+void tg_tenant_count_inflight_give(tg_tenant_slot *s, uint64_t taken);
+
+/*
+ * The registry changed the tenant's record: every listener's slot of it gets
+ * the limits tg_tenant_record_limits(rec, defaults, that listener's own limit).
+ * Open sessions stay (a lower max_connections applies to new ones).
+ */
+void tg_tenant_count_update(const char *tenant, const tg_tenant_record *rec,
+                            const tg_tenant_limits *defaults);
+
+/*
+ * Calls fn for every slot with a global_messages_per_second limit, holding a
+ * reference for the callee: fn must give it back with tg_tenant_count_unref
+ * (e.g. once the registry has answered the flush it started). Called by the
+ * registry client that flushes windows; fn must not block.
+ */
+void tg_tenant_count_each_window(void (*fn)(void *ud, tg_tenant_slot *s, tg_sliding_window *w,
+                                            const char *listener, const char *tenant),
+                                 void *ud);
+
+/* Drops a reference handed out by tg_tenant_count_each_window. */
+void tg_tenant_count_unref(tg_tenant_slot *s);
+
+/* The slot's listener and tenant names. */
+const char *tg_tenant_count_listener(const tg_tenant_slot *s);
+const char *tg_tenant_count_tenant(const tg_tenant_slot *s);
+
+/*
+ * Name-based forms for sessions that keep no slot: take a slot for tenant on
+ * listener when fewer than max are taken (max 0 = unlimited; returns 0,
+ * TG_ELIMIT or TG_ENOMEM) and give it back.
  */
 __attribute__((warn_unused_result)) int tg_tenant_count_acquire(const char *listener,
                                                                 const char *tenant, uint32_t max);
-
-/* Gives back a slot taken with tg_tenant_count_acquire. */
 void tg_tenant_count_release(const char *listener, const char *tenant);
 
 #endif

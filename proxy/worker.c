@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "proxy/auth.h"
 #include "proxy/conn.h"
 #include "proxy/error.h"
 #include "proxy/log.h"
@@ -43,6 +44,45 @@ static void maybe_exit(tg_worker *w)
     }
 }
 
+static void hook_tenant_changed(void *ud, const char *tenant, const tg_tenant_record *rec)
+{
+    tg_auth_tenant_changed(ud, tenant, rec);
+}
+
+static void hook_jti_revoked(void *ud, const char *jti)
+{
+    tg_auth_jti_revoked(ud, jti);
+}
+
+static void hook_resync(void *ud)
+{
+    tg_auth_resync(ud);
+}
+
+/* Keeps, replaces, makes or closes the registry client for the new generation's config. */
+static void apply_registry(tg_worker *w, const tg_tenants_config *t)
+{
+    tg_registry *old = w->registry;
+    if (old && t->registry.address && tg_registry_same_server(old, t)) {
+        tg_registry_configure(old, t);
+        return;
+    }
+    w->registry = NULL;
+    if (t->registry.address) {
+        tg_registry_hooks hooks = {
+            .ud = w,
+            .tenant_changed = hook_tenant_changed,
+            .jti_revoked = hook_jti_revoked,
+            .resync = hook_resync,
+        };
+        w->registry = tg_registry_new(&w->loop, t, &hooks, w->id == 0,
+                                      tg_metrics_registry(w->metrics, w->id));
+        if (!w->registry)
+            tg_log(TG_LOG_ERROR, "out of memory starting the tenant registry client", TG_FEND);
+    }
+    tg_registry_close(old); /* its waiting sessions hear "unavailable" */
+}
+
 static void apply(tg_worker *w, tg_runtime *rt, int *fds)
 {
     /* Keep or close what runs now. */
@@ -70,6 +110,7 @@ static void apply(tg_worker *w, tg_runtime *rt, int *fds)
     }
     if (!w->jwt_cache && rt->cfg->jwt.cache_size)
         w->jwt_cache = tg_jwt_cache_new(rt->cfg->jwt.cache_size);
+    apply_registry(w, &rt->cfg->tenants);
     tg_runtime *old = w->rt;
     w->rt = rt; /* the command's reference moves here */
     if (old)
@@ -105,6 +146,8 @@ static void on_wake(uv_async_t *a)
             w->stopping = true;
             close_listeners(w);
             tg_conn_abort_all(w);
+            tg_registry_close(w->registry); /* after the sessions: none waits on it now */
+            w->registry = NULL;
             break;
         }
         free(cmd->fds);

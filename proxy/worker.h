@@ -7,7 +7,9 @@
  *
  * Nothing is shared between workers on the data path: each has its own
  * chunk pool, JWT cache and metric shards. The mailbox is the only lock, and
- * only reloads, drains and stops touch it.
+ * only reloads, drains and stops touch it. With tenants.registry, each worker
+ * also has its own registry client (proxy/registry.h: why per worker), made
+ * and kept across reloads by APPLY, closed by STOP.
  */
 #ifndef TG_PROXY_WORKER_H
 #define TG_PROXY_WORKER_H
@@ -21,6 +23,7 @@
 #include "proxy/jwt.h"
 #include "proxy/listener.h"
 #include "proxy/metrics.h"
+#include "proxy/registry.h"
 #include "policy/sql_guard.h"
 #include "proxy/runtime.h"
 
@@ -54,6 +57,7 @@ typedef struct tg_worker {
     tg_jwt_cache *jwt_cache;
     tg_sql_cache *sql_cache; /* PostgreSQL guard verdicts; created by the first pg session */
     tg_metrics *metrics;
+    tg_registry *registry; /* tenants.registry's client on this loop; NULL: none */
     bool draining;
     bool stopping;
     _Atomic bool drained; /* draining and no connection left */

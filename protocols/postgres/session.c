@@ -51,7 +51,6 @@
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/scram.h"
-#include "proxy/tenant_count.h"
 #include "proxy/worker.h"
 
 #define PG_SQL_CACHE_ENTRIES 4096
@@ -69,6 +68,7 @@ typedef struct pg_listener {
 /* A denied statement whose poison error has not come back yet. */
 typedef struct pg_denial {
     uint64_t sync_tag; /* the ReadyForQuery that ends its batch */
+    char sqlstate[6];  /* 42501 (policy), 53400 (a tenant limit) */
     char reason[192];
 } pg_denial;
 
@@ -83,8 +83,16 @@ typedef struct pg_session {
     bool scram_done; /* the backend proved it knows the password */
     tg_pg_cancel_key proxy_key, backend_key;
     bool key_registered;
-    bool tenant_counted;
+    tg_tenant_slot *slot;               /* the tenant's limits (proxy/auth.c owns it) */
     uint64_t pass_client, pass_backend; /* bytes of a streamed frame still to relay */
+    uint64_t drop_client;               /* bytes of a refused streamed frame still to skip */
+    /* Request bytes in flight (max_inflight_bytes): what was counted in total, what was
+     * given back, and the total at the end of each batch whose ReadyForQuery is due
+     * (a ring of syncs_sent - syncs_received entries). */
+    uint64_t inflight_total, inflight_given;
+    uint64_t *batch_ends;
+    size_t batch_head, batch_len, batch_cap;
+    int64_t limit_logged_s; /* rate-limit audit lines: at most one per second */
     uint64_t syncs_sent, syncs_received;
     /* COPY FROM STDIN: the backend ignores Syncs while in copy-in mode (libpq sends one
      * right after the Execute of an extended-protocol COPY), so they end no batch. */
@@ -475,6 +483,8 @@ static ssize_t on_password(tg_conn *c, pg_session *s, const uint8_t *data, size_
         return n < 0 ? (ssize_t)len : n;
     }
     tg_jwt_result jr = tg_auth_tenant(c, (const char *)pw.base, pw.len, &s->id);
+    if (jr == TG_JWT_PENDING)
+        return 0; /* the registry is being asked: the password message is read again */
     if (jr != TG_JWT_OK) {
         client_error(c, s, "FATAL", "28P01",
                      "tenantgate: password authentication failed for user \"%s\": %s", s->user,
@@ -482,15 +492,18 @@ static ssize_t on_password(tg_conn *c, pg_session *s, const uint8_t *data, size_
         return n;
     }
     const tg_listener_config *cfg = s->pl->cfg;
-    int r =
-        tg_tenant_count_acquire(cfg->name, s->id.tenant, cfg->postgres.max_connections_per_tenant);
-    if (r < 0) {
+    int r = tg_auth_admit(c, &s->id, &s->slot);
+    if (r == TG_ELIMIT) {
         TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_max_connections], 1);
+        tg_log(TG_LOG_INFO, "connection refused", TG_FB("audit", true),
+               TG_FS("listener", cfg->name), TG_FS("tenant", s->id.tenant),
+               TG_FS("client", tg_conn_peer(c)), TG_FS("reason", "too many connections"), TG_FEND);
         client_error(c, s, "FATAL", "53300", "tenantgate: too many connections for tenant %s",
                      s->id.tenant);
         return n;
     }
-    s->tenant_counted = true;
+    if (r < 0)
+        return r;
     tg_sql_channel_prefix(s->id.tenant, s->channel_prefix);
     /* The session ends when the token does (or at session_timeout_s). */
     int64_t left_ms = (s->id.exp - (int64_t)time(NULL)) * 1000;
@@ -697,7 +710,7 @@ static bool client_streamed(uint8_t type)
     }
 }
 
-static int push_denial(pg_session *s, const char *reason)
+static int push_denial_code(pg_session *s, const char *sqlstate, const char *reason)
 {
     if (s->n_denials == s->cap_denials) {
         size_t cap = s->cap_denials ? s->cap_denials * 2 : 4;
@@ -709,8 +722,107 @@ static int push_denial(pg_session *s, const char *reason)
     }
     pg_denial *d = &s->denials[s->n_denials++];
     d->sync_tag = s->syncs_sent;
+    snprintf(d->sqlstate, sizeof(d->sqlstate), "%s", sqlstate);
     snprintf(d->reason, sizeof(d->reason), "%s", reason);
     return 0;
+}
+
+static int push_denial(pg_session *s, const char *reason)
+{
+    return push_denial_code(s, "42501", reason);
+}
+
+/* ---- batches and bytes in flight ------------------------------------------------ */
+
+/*
+ * A batch went to the backend (a Query, a Sync, a fast-path call): one more
+ * ReadyForQuery is due, and the request bytes counted so far are answered
+ * with it.
+ */
+static int batch_sent(pg_session *s)
+{
+    if (s->batch_len == s->batch_cap) {
+        size_t cap = s->batch_cap ? 2 * s->batch_cap : 16;
+        uint64_t *b = malloc(cap * sizeof(*b));
+        if (!b)
+            return TG_ENOMEM;
+        for (size_t i = 0; i < s->batch_len; i++)
+            b[i] = s->batch_ends[(s->batch_head + i) % s->batch_cap];
+        free(s->batch_ends);
+        s->batch_ends = b;
+        s->batch_cap = cap;
+        s->batch_head = 0;
+    }
+    s->batch_ends[(s->batch_head + s->batch_len) % s->batch_cap] = s->inflight_total;
+    s->batch_len++;
+    s->syncs_sent++;
+    return 0;
+}
+
+/* The backend ignored the last k batch ends (Syncs inside COPY FROM STDIN): they merge into
+ * the batch that is still open. */
+static void batches_unsent(pg_session *s, uint64_t k)
+{
+    s->syncs_sent -= k;
+    s->batch_len = k < s->batch_len ? s->batch_len - (size_t)k : 0;
+}
+
+/* A ReadyForQuery: the oldest batch is answered, its bytes are no longer in flight. */
+static void batch_answered(pg_session *s)
+{
+    s->syncs_received++;
+    if (s->batch_len == 0)
+        return;
+    uint64_t end = s->batch_ends[s->batch_head];
+    s->batch_head = (s->batch_head + 1) % s->batch_cap;
+    s->batch_len--;
+    if (s->slot && end > s->inflight_given) {
+        tg_tenant_count_inflight_give(s->slot, end - s->inflight_given);
+        s->inflight_given = end;
+    }
+}
+
+/* A client frame of n bytes goes to the backend. */
+static void count_inflight(pg_session *s, uint64_t n)
+{
+    if (s->slot)
+        s->inflight_total += tg_tenant_count_inflight_add(s->slot, n);
+}
+
+/*
+ * The tenant's limits for one statement (Query or Execute) of n bytes: 0 when
+ * it may run, or 1 with the reason queued as a 53400 denial (the caller sends
+ * the poison instead). The session survives: the client gets an ErrorResponse.
+ */
+static int over_limit(tg_conn *c, pg_session *s, uint64_t n)
+{
+    if (!s->slot)
+        return 0;
+    const char *reason;
+    tg_reject_reason metric;
+    tg_tenant_rate rate = tg_tenant_count_message(s->slot);
+    if (rate == TG_TENANT_RATE_LIMITED) {
+        reason = "rate limit exceeded for tenant";
+        metric = TG_REJECT_rate_limit;
+    } else if (rate == TG_TENANT_GLOBAL_LIMITED) {
+        reason = "global rate limit exceeded for tenant";
+        metric = TG_REJECT_global_rate_limit;
+    } else if (tg_tenant_count_inflight_full(s->slot, n)) {
+        reason = "too many request bytes in flight for tenant";
+        metric = TG_REJECT_inflight_bytes;
+    } else {
+        return 0;
+    }
+    TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[metric], 1);
+    int64_t now = (int64_t)time(NULL);
+    if (now != s->limit_logged_s) { /* a flood of refusals must not flood the log */
+        s->limit_logged_s = now;
+        tg_log(TG_LOG_INFO, "statement rejected", TG_FB("audit", true),
+               TG_FS("listener", s->pl->cfg->name), TG_FS("tenant", s->id.tenant),
+               TG_FS("client", tg_conn_peer(c)), TG_FS("reason", reason), TG_FEND);
+    }
+    int r = push_denial_code(s, "53400", reason);
+    return r < 0 ? r : 1;
 }
 
 static void audit_denial(tg_conn *c, pg_session *s, const tg_sql_verdict *v)
@@ -764,9 +876,13 @@ static int on_query(tg_conn *c, pg_session *s, const uint8_t *frame, const tg_pg
     tg_slice sql;
     if (tg_pg_parse_query(m, &sql) < 0)
         return TG_EPROTO;
-    char *text;
+    char *text = NULL;
     size_t text_len;
-    int r = judge(c, s, sql, &text, &text_len);
+    int r = over_limit(c, s, m->size);
+    if (r == 0)
+        r = judge(c, s, sql, &text, &text_len);
+    if (r == 0)
+        count_inflight(s, text ? text_len : m->size);
     s->out.len = 0;
     if (r == 0 && !text) {
         r = tg_conn_forward(c, TG_SIDE_BACKEND, frame, m->size);
@@ -777,8 +893,8 @@ static int on_query(tg_conn *c, pg_session *s, const uint8_t *frame, const tg_pg
         if (r == 0)
             r = send_out(c, s, TG_SIDE_BACKEND);
     }
-    s->syncs_sent++;
-    return r;
+    int b = batch_sent(s);
+    return r < 0 ? r : b;
 }
 
 static int on_parse(tg_conn *c, pg_session *s, const uint8_t *frame, const tg_pg_msg *m)
@@ -814,8 +930,23 @@ static int on_function_call(tg_conn *c, pg_session *s)
         r = tg_pg_build_query(&s->out, g_poison_sql, strlen(g_poison_sql));
     if (r == 0)
         r = send_out(c, s, TG_SIDE_BACKEND);
-    s->syncs_sent++;
-    return r;
+    int b = batch_sent(s);
+    return r < 0 ? r : b;
+}
+
+/*
+ * A Parse of the poison into a statement named after it, which never comes to
+ * exist (the Parse fails): it stands in for a refused Execute, so the batch
+ * fails there and is skipped until Sync, leaving the client's statements and
+ * portals alone (an unnamed Parse would drop the unnamed statement).
+ */
+static int send_poison_parse(tg_conn *c, pg_session *s)
+{
+    static const uint8_t no_params[2] = {0, 0};
+    s->out.len = 0;
+    int r = tg_pg_build_parse(&s->out, tg_slice_str(g_poison_marker), g_poison_sql,
+                              strlen(g_poison_sql), (tg_slice){no_params, 2});
+    return r < 0 ? r : send_out(c, s, TG_SIDE_BACKEND);
 }
 
 static uint32_t be32(const uint8_t *p)
@@ -850,6 +981,12 @@ static ssize_t relay_client(tg_conn *c, pg_session *s, const uint8_t *data, size
                 return r;
             continue;
         }
+        if (s->drop_client) {
+            size_t k = len - off < s->drop_client ? len - off : (size_t)s->drop_client;
+            s->drop_client -= k;
+            off += k;
+            continue;
+        }
         if (len - off < 5)
             break;
         uint8_t type = data[off];
@@ -860,19 +997,34 @@ static ssize_t relay_client(tg_conn *c, pg_session *s, const uint8_t *data, size
             return (ssize_t)len;
         }
         uint64_t frame = 1 + (uint64_t)length;
+        if (type == PqMsg_Execute) {
+            int r = over_limit(c, s, frame);
+            if (r < 0)
+                return r;
+            if (r > 0) { /* skipped; a poison Parse fails in its place, until Sync */
+                s->drop_client = frame;
+                r = send_poison_parse(c, s);
+                if (r < 0)
+                    return r;
+                s->syncs_since_cmd = 0;
+                continue;
+            }
+        }
         if (client_streamed(type)) {
+            count_inflight(s, frame);
             s->pass_client = frame;
             int r = stream_frame(c, TG_SIDE_BACKEND, data + off, len - off, &s->pass_client, &off);
             if (r < 0)
                 return r;
             if (type == PqMsg_Sync && !s->in_copy) {
-                s->syncs_sent++;
+                if ((r = batch_sent(s)) < 0)
+                    return r;
                 s->syncs_since_cmd++;
             } else if (type == PqMsg_Execute) {
                 s->syncs_since_cmd = 0;
             } else if (type == PqMsg_CopyData || type == PqMsg_CopyDone || type == PqMsg_CopyFail) {
                 if (!s->in_copy) { /* the copy began: Syncs since its command were ignored */
-                    s->syncs_sent -= s->syncs_since_cmd;
+                    batches_unsent(s, s->syncs_since_cmd);
                     s->syncs_since_cmd = 0;
                 }
                 s->in_copy = type == PqMsg_CopyData;
@@ -898,6 +1050,7 @@ static ssize_t relay_client(tg_conn *c, pg_session *s, const uint8_t *data, size
             r = on_query(c, s, data + off, &m);
             break;
         case PqMsg_Parse:
+            count_inflight(s, (uint64_t)n);
             r = on_parse(c, s, data + off, &m);
             break;
         case PqMsg_FunctionCall:
@@ -962,13 +1115,15 @@ static int on_backend_error(tg_conn *c, pg_session *s, const uint8_t *frame, con
     if (!memmem(e.message.base, e.message.len, g_poison_marker, strlen(g_poison_marker)))
         return tg_conn_forward(c, TG_SIDE_CLIENT, frame, m->size);
     /* Our poison failed: the client sees why its statement was denied, never the marker. */
-    char msg[256];
+    char msg[256], sqlstate[6] = "42501";
     snprintf(msg, sizeof(msg), "tenantgate: %s",
              s->n_denials ? s->denials[0].reason : "statement is not allowed");
-    if (s->n_denials)
+    if (s->n_denials) {
+        memcpy(sqlstate, s->denials[0].sqlstate, sizeof(sqlstate));
         pop_denial(s);
+    }
     s->out.len = 0;
-    int r = tg_pg_build_error(&s->out, PqMsg_ErrorResponse, "ERROR", "42501", msg);
+    int r = tg_pg_build_error(&s->out, PqMsg_ErrorResponse, "ERROR", sqlstate, msg);
     return r < 0 ? r : send_out(c, s, TG_SIDE_CLIENT);
 }
 
@@ -1029,7 +1184,7 @@ static ssize_t relay_backend(tg_conn *c, pg_session *s, const uint8_t *data, siz
             r = on_notification(c, s, &m);
             break;
         case PqMsg_ReadyForQuery:
-            s->syncs_received++;
+            batch_answered(s);
             expire_denials(s);
             r = tg_conn_forward(c, TG_SIDE_CLIENT, data + off, (size_t)n);
             break;
@@ -1088,13 +1243,31 @@ static void pg_close(tg_conn *c, void *session)
     pg_session *s = session;
     if (s->key_registered)
         tg_pg_cancel_unregister(s->proxy_key);
-    if (s->tenant_counted)
-        tg_tenant_count_release(s->pl->cfg->name, s->id.tenant);
+    /* the tenant's slot is proxy/auth.c's (given back after this); its bytes are ours */
+    if (s->slot && s->inflight_total > s->inflight_given)
+        tg_tenant_count_inflight_give(s->slot, s->inflight_total - s->inflight_given);
     tg_scram_free(s->scram);
     tg_buf_free(&s->params);
     tg_buf_free(&s->out);
     free(s->denials);
+    free(s->batch_ends);
     (void)c;
+}
+
+/* The tenant registry ends the session: FATAL 57P01 at a message boundary, then close. */
+static void pg_kick(tg_conn *c, void *session, tg_kick_reason reason)
+{
+    pg_session *s = session;
+    if (s->state != ST_READY && s->state != ST_BACKEND) {
+        tg_conn_finish(c);
+        return;
+    }
+    if (s->pass_backend) { /* in the middle of a message to the client: no room for ours */
+        tg_conn_abort(c, tg_kick_reason_str(reason));
+        return;
+    }
+    client_error(c, s, "FATAL", "57P01", "tenantgate: terminating connection: %s",
+                 tg_kick_reason_str(reason));
 }
 
 const tg_protocol_ops tg_pg_protocol = {
@@ -1108,5 +1281,6 @@ const tg_protocol_ops tg_pg_protocol = {
     .on_data = pg_data,
     .on_eof = NULL,
     .on_expire = pg_expire,
+    .on_kick = pg_kick,
     .on_close = pg_close,
 };

@@ -118,9 +118,9 @@
 #include "proxy/log.h"
 #include "proxy/metrics.h"
 #include "proxy/reply_queue.h"
-#include "proxy/tenant_count.h"
 
 #define RS_PREFIX_MAX 512 /* expanded key_prefix */
+#define RS_WAIT 2         /* a handler's "not now": the request stays unread (registry lookup) */
 #define RS_TEMPLATE_MAX 256
 
 enum { RS_FETCH_IDLE, RS_FETCH_RUNNING, RS_FETCH_DONE };
@@ -158,23 +158,24 @@ static const char *const sub_names[] = {"subscribe",    "unsubscribe", "psubscri
 enum { RS_SUB_CHANNEL, RS_SUB_PATTERN, RS_SUB_SHARD }; /* family: sub_names index / 2 */
 
 typedef struct rs_expect {
-    uint8_t action; /* rs_action */
-    uint8_t kind;   /* tg_redis_reply_kind for RS_STRIP */
-    uint8_t proto;  /* 2 or 3: a non-error reply switches the backend to that protocol */
-    bool reset;     /* the reply to a backend RESET: no subscription left */
-    uint8_t sub;    /* RS_PUBSUB: sub_names index + 1 */
-    bool all;       /* RS_PUBSUB: an unsubscribe without names (left read at the head) */
-    uint32_t left;  /* RS_PUBSUB: confirmations still due */
+    uint8_t action;    /* rs_action */
+    uint8_t kind;      /* tg_redis_reply_kind for RS_STRIP */
+    uint8_t proto;     /* 2 or 3: a non-error reply switches the backend to that protocol */
+    bool reset;        /* the reply to a backend RESET: no subscription left */
+    uint8_t sub;       /* RS_PUBSUB: sub_names index + 1 */
+    bool all;          /* RS_PUBSUB: an unsubscribe without names (left read at the head) */
+    uint32_t left;     /* RS_PUBSUB: confirmations still due */
+    uint64_t inflight; /* request bytes counted against the tenant's max_inflight_bytes */
 } rs_expect;
 
 typedef struct rs_session {
     rs_listener *rl;
     const tg_redis_table *table; /* what this session judges with (chosen when it opened) */
     bool fetching;               /* this session's COMMAND reply is still due (rl->fetch RUNNING) */
-    bool tenant_counted;         /* holds a slot of counted_tenant (max_connections_per_tenant) */
-    char counted_tenant[TG_TENANT_MAX + 1];
-    bool authed;     /* the client is authenticated (tenant and prefix valid) */
-    bool connecting; /* backend asked for, not up yet: client input waits */
+    tg_tenant_slot *slot;        /* the admitted tenant's limits (proxy/auth.c owns it) */
+    int64_t limit_logged_s;      /* rate-limit audit lines: at most one per second */
+    bool authed;                 /* the client is authenticated (tenant and prefix valid) */
+    bool connecting;             /* backend asked for, not up yet: client input waits */
     bool backend_up;
     bool done;         /* QUIT or fatal: nothing more is read */
     bool quitting;     /* QUIT answered once the queue drains */
@@ -439,24 +440,36 @@ static int build_hello(tg_buf *b, int ver, const rs_hello *h)
     return tg_resp_write_request(b, argv, h && h->has_name ? 4 : 2);
 }
 
+/* Gives back the request bytes in flight counted against the admitted tenant. */
+static void give_inflight(rs_session *s)
+{
+    for (size_t i = 0; i < s->fifo_len; i++) {
+        rs_expect *e = &s->fifo[(s->fifo_head + i) % s->fifo_cap];
+        if (e->inflight && s->slot)
+            tg_tenant_count_inflight_give(s->slot, e->inflight);
+        e->inflight = 0;
+    }
+}
+
 /*
- * Takes a connection slot for `tenant` unless the session holds one already,
- * then gives back the slot of the tenant it held before. Returns 0, 1 when
- * the tenant is at its limit (answered here; the session is as it was, or
- * closing when this was its first authentication), or < 0.
+ * Admits the session as id's tenant (proxy/auth.c: its slot on this listener,
+ * with the registry's limits; a re-authentication as the same tenant keeps the
+ * slot, one as another tenant takes the new one before giving back the old).
+ * Returns 0, 1 when the tenant is at its connection limit (answered here; the
+ * session is as it was, or closing when this was its first authentication),
+ * or < 0.
  */
-static int count_tenant(tg_conn *c, rs_session *s, const char *tenant)
+static int count_tenant(tg_conn *c, rs_session *s, const tg_identity *id)
 {
     const tg_listener_config *cfg = s->rl->cfg;
-    if (s->tenant_counted && strcmp(s->counted_tenant, tenant) == 0)
-        return 0;
-    int r = tg_tenant_count_acquire(cfg->name, tenant, cfg->redis.max_connections_per_tenant);
+    bool other = s->slot && strcmp(tg_tenant_count_tenant(s->slot), id->tenant) != 0;
+    tg_tenant_slot *slot;
+    int r = tg_auth_admit(c, id, &slot);
     if (r == TG_ELIMIT) {
         TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_max_connections], 1);
         tg_log(TG_LOG_INFO, "connection refused", TG_FB("audit", true),
-               TG_FS("listener", cfg->name), TG_FS("tenant", tenant),
-               TG_FS("client", tg_conn_peer(c)), TG_FS("reason", "too many connections"),
-               TG_FI("limit", cfg->redis.max_connections_per_tenant), TG_FEND);
+               TG_FS("listener", cfg->name), TG_FS("tenant", id->tenant),
+               TG_FS("client", tg_conn_peer(c)), TG_FS("reason", "too many connections"), TG_FEND);
         r = local_error(c, s, "NOPERM", "too many connections for this tenant");
         if (r == 0 && !s->authed && !s->backend_up) { /* first authentication: close */
             s->done = true;
@@ -469,10 +482,9 @@ static int count_tenant(tg_conn *c, rs_session *s, const char *tenant)
     }
     if (r < 0)
         return r;
-    if (s->tenant_counted)
-        tg_tenant_count_release(cfg->name, s->counted_tenant);
-    s->tenant_counted = true;
-    snprintf(s->counted_tenant, sizeof(s->counted_tenant), "%s", tenant);
+    if (other) /* the old slot may be gone: what was counted on it is given back first... */
+        give_inflight(s);
+    s->slot = slot;
     return 0;
 }
 
@@ -485,6 +497,8 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
     int r;
     tg_identity id;
     tg_jwt_result jr = tg_auth_tenant(c, (const char *)token.base, token.len, &id);
+    if (jr == TG_JWT_PENDING)
+        return RS_WAIT; /* the registry is being asked: this request is read again */
     if (jr != TG_JWT_OK)
         return local_error(c, s, "WRONGPASS", tg_jwt_result_str(jr));
     if (pubsub_busy(s) && strcmp(id.tenant, s->id.tenant) != 0) {
@@ -496,7 +510,7 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
                TG_FS("reason", "re-authentication while subscribed"), TG_FEND);
         return local_error(c, s, "NOPERM", "re-authentication while subscribed is not allowed");
     }
-    if ((r = count_tenant(c, s, id.tenant)) != 0)
+    if ((r = count_tenant(c, s, &id)) != 0)
         return r < 0 ? r : 0;
     bool other = s->authed && strcmp(id.tenant, s->id.tenant) != 0;
     s->id = id;
@@ -600,7 +614,8 @@ static int on_quit(tg_conn *c, rs_session *s)
 
 /* ---- authenticated commands -------------------------------------------------- */
 
-static void audit_denial(tg_conn *c, rs_session *s, const tg_slice *argv, const char *reason)
+/* An audit line for a refused command: its name (sanitized), never its arguments. */
+static void audit_line(tg_conn *c, rs_session *s, const tg_slice *argv, const char *reason)
 {
     char cmd[32];
     size_t n = argv[0].len < sizeof(cmd) - 1 ? argv[0].len : sizeof(cmd) - 1;
@@ -611,11 +626,16 @@ static void audit_denial(tg_conn *c, rs_session *s, const tg_slice *argv, const 
                      : '?';
     }
     cmd[n] = 0;
-    TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_policy], 1);
     tg_log(TG_LOG_INFO, "command rejected", TG_FB("audit", true),
            TG_FS("listener", s->rl->cfg->name), TG_FS("tenant", s->id.tenant),
            TG_FS("client", tg_conn_peer(c)), TG_FS("reason", reason), TG_FS("command", cmd),
            TG_FEND);
+}
+
+static void audit_denial(tg_conn *c, rs_session *s, const tg_slice *argv, const char *reason)
+{
+    TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_policy], 1);
+    audit_line(c, s, argv, reason);
 }
 
 static int deny(tg_conn *c, rs_session *s, const tg_slice *argv, const char *reason)
@@ -785,6 +805,43 @@ static int subscribed_error(tg_conn *c, rs_session *s, const char *name)
     return local_reply(c, s, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
 }
 
+/*
+ * The tenant's rate and in-flight limits for one request of req_len bytes:
+ * 0 when it may go, 1 when it was answered "-BUSY tenantgate: ..." (in order;
+ * inside MULTI the transaction is then aborted, as for a denial). The session
+ * goes on: the next request after a pause passes.
+ */
+static int over_limit(tg_conn *c, rs_session *s, const tg_slice *argv, size_t req_len)
+{
+    if (!s->slot)
+        return 0;
+    const char *reason;
+    tg_reject_reason metric;
+    tg_tenant_rate rate = tg_tenant_count_message(s->slot);
+    if (rate == TG_TENANT_RATE_LIMITED) {
+        reason = "rate limit exceeded, retry later";
+        metric = TG_REJECT_rate_limit;
+    } else if (rate == TG_TENANT_GLOBAL_LIMITED) {
+        reason = "global rate limit exceeded, retry later";
+        metric = TG_REJECT_global_rate_limit;
+    } else if (tg_tenant_count_inflight_full(s->slot, req_len)) {
+        reason = "too many request bytes in flight, retry later";
+        metric = TG_REJECT_inflight_bytes;
+    } else {
+        return 0;
+    }
+    TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[metric], 1);
+    int64_t now = (int64_t)time(NULL);
+    if (now != s->limit_logged_s) { /* a flood of refusals must not flood the log */
+        s->limit_logged_s = now;
+        audit_line(c, s, argv, reason);
+    }
+    if (s->in_multi)
+        s->multi_dirty = true;
+    int r = local_error(c, s, "BUSY", reason);
+    return r < 0 ? r : 1;
+}
+
 static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_len,
                       const tg_slice *argv, uint32_t argc)
 {
@@ -820,6 +877,13 @@ static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_
     int sub = v.reply == TG_REDIS_REPLY_PUBSUB && v.cmd ? sub_index(v.cmd->name) : -1;
     if (v.reply == TG_REDIS_REPLY_PUBSUB && sub < 0)
         return deny(c, s, argv, "command is not supported");
+    const char *name0 = v.cmd ? v.cmd->name : "";
+    if (strcmp(name0, "multi") != 0 && strcmp(name0, "exec") != 0 &&
+        strcmp(name0, "discard") != 0) { /* transactions always end as asked */
+        int lr = over_limit(c, s, argv, req_len);
+        if (lr != 0)
+            return lr < 0 ? lr : 0;
+    }
 
     rs_action action = v.reply == TG_REDIS_REPLY_NONE ? RS_FORWARD
                        : sub >= 0                     ? RS_PUBSUB
@@ -853,9 +917,13 @@ static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_
     TG_STAT_ADD(tg_conn_stats(c)->messages_forwarded, 1);
     if (prefixed)
         TG_STAT_ADD(tg_conn_stats(c)->messages_rewritten, 1);
-    if ((r = expect(s, action, v.reply)) < 0 || sub < 0)
+    if ((r = expect(s, action, v.reply)) < 0)
         return r;
     rs_expect *e = last_expect(s);
+    if (s->slot)
+        e->inflight = tg_tenant_count_inflight_add(s->slot, req_len);
+    if (sub < 0)
+        return 0;
     e->sub = (uint8_t)(sub + 1);
     e->left = argc - 1;
     e->all = argc == 1;
@@ -941,6 +1009,8 @@ static ssize_t relay_client(tg_conn *c, rs_session *s, const uint8_t *data, size
                           : on_unauthenticated(c, s, s->argv, argc);
         if (r < 0)
             return r;
+        if (r == RS_WAIT)
+            break;
         off += (size_t)n;
     }
     if (s->done || s->input_closed)
@@ -1379,6 +1449,8 @@ static void fifo_pop(rs_session *s)
 {
     if (s->fifo[s->fifo_head].action == RS_PUBSUB)
         s->pubsub_pending--;
+    if (s->fifo[s->fifo_head].inflight && s->slot)
+        tg_tenant_count_inflight_give(s->slot, s->fifo[s->fifo_head].inflight);
     s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
     s->fifo_len--;
 }
@@ -1546,8 +1618,7 @@ static void rs_close(tg_conn *c, void *session)
     rs_session *s = session;
     if (s->fetching) /* the reply never came: the next backend connection asks again */
         atomic_store_explicit(&s->rl->fetch, RS_FETCH_IDLE, memory_order_release);
-    if (s->tenant_counted)
-        tg_tenant_count_release(s->rl->cfg->name, s->counted_tenant);
+    give_inflight(s); /* the slot itself is proxy/auth.c's, given back after this */
     tg_reply_queue_free(&s->rq);
     tg_buf_free(&s->pending);
     tg_buf_free(&s->out);
@@ -1556,6 +1627,21 @@ static void rs_close(tg_conn *c, void *session)
     free(s->roles);
     free(s->fifo);
     (void)c;
+}
+
+/* The tenant registry ends the session: an error reply, then close (as CLIENT KILL would,
+ * but saying why). */
+static void rs_kick(tg_conn *c, void *session, tg_kick_reason reason)
+{
+    rs_session *s = session;
+    char msg[96];
+    int n = snprintf(msg, sizeof(msg), "-ERR tenantgate: %s\r\n", tg_kick_reason_str(reason));
+    s->done = true;
+    if (tg_conn_send(c, TG_SIDE_CLIENT, msg, (size_t)n) < 0) {
+        tg_conn_abort(c, "out of memory");
+        return;
+    }
+    tg_conn_finish(c);
 }
 
 const tg_protocol_ops tg_redis_protocol = {
@@ -1569,5 +1655,6 @@ const tg_protocol_ops tg_redis_protocol = {
     .on_data = rs_data,
     .on_eof = NULL,
     .on_expire = rs_expire,
+    .on_kick = rs_kick,
     .on_close = rs_close,
 };
