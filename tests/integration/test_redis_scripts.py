@@ -449,3 +449,26 @@ def test_check_reports_missing_pieces(tmp_path):
     assert p.returncode == 1
     assert re.search(r"redis\.acl_key_file: required when allow_scripts is true", p.stderr), \
         p.stderr
+
+
+def test_check_probes_the_service_user(env):
+    p = h.run_tg(["check", "-c", env.proxy.cfg_path])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert re.search(r"listener redis: ok: redis 7\.\S+; the service user tenantgate may "
+                     r"provision the per-tenant ACL users", p.stdout), p.stdout
+    assert "tenantgate-preflight-probe" not in acl_users(env)  # the probe creates nothing
+
+
+def test_service_user_without_acl_setuser():
+    with redis_env(scripts=True, service_acl="~* &* +@all -acl") as env:
+        p = h.run_tg(["check", "-c", env.proxy.cfg_path])
+        assert p.returncode == 1
+        assert "problem: the service user tenantgate may not run ACL SETUSER; fix: ACL SETUSER " \
+               "tenantgate +acl|setuser" in p.stdout, p.stdout
+        # sessions cannot start: refused with a reason, never connected as the service user
+        r = Raw(env.port)
+        assert is_err(r.cmd("AUTH", env.tokens.mint(A)),
+                      b"ERR tenantgate: the tenant's backend ACL user could not be set up")
+        assert r.cmd("EVAL", "return 1", "0") == ("ERR", b"NOAUTH Authentication required.")
+        r.close()
+        assert SERVICE_USER not in env.backend_users()
