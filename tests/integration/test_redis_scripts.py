@@ -16,6 +16,7 @@ everything script-related still refused.
 """
 
 import re
+import threading
 
 import pytest
 import redis
@@ -381,6 +382,31 @@ def test_lost_acl_user_is_provisioned_again(env):
     assert "tenantgate:frank" in acl_users(env)
     assert "provisioning it again" in env.proxy.log()
     c.close()
+
+
+def test_concurrent_first_use(env):
+    """Sessions of a tenant never seen before, at once, on both workers: each gets in."""
+    env.direct.set("t:hugo:who", "hugo")
+    results, errors = [], []
+
+    def one():
+        try:
+            r = Raw(env.port)
+            r.send_raw(Raw.encode("AUTH", env.tokens.mint("hugo")) +
+                       Raw.encode("EVAL", "return redis.call('GET', KEYS[1])", "1", "who"))
+            results.append((r.read(), r.read()))
+            r.close()
+        except Exception as e:  # noqa: BLE001 -- reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(h.scaled(30))
+    assert not errors, errors
+    assert results == [(b"OK", b"hugo")] * 16
+    assert acl_users(env).count("tenantgate:hugo") == 1
 
 
 def test_reset_keeps_the_tenant_user_until_reauth(env):
