@@ -47,6 +47,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "proxy/error.h"
@@ -916,7 +917,9 @@ const tg_redis_command *tg_redis_lookup(const tg_redis_table *t, const tg_slice 
 
 void tg_redis_verdict_init(tg_redis_verdict *v, uint8_t *roles, uint32_t cap)
 {
-    memset(v, 0, sizeof(*v));
+    /* Every field but the reason text, which only a denial fills: this runs per command. */
+    memset(v, 0, offsetof(tg_redis_verdict, reason));
+    v->reason[0] = '\0';
     v->roles = roles;
     v->roles_cap = cap;
 }

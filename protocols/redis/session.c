@@ -1019,7 +1019,9 @@ static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_
                                                       : RS_STRIP;
     const char *name = v.cmd ? v.cmd->name : "";
     int r;
-    if (strcmp(name, "multi") == 0) {
+    if (!strchr("mde", name[0])) {
+        /* not MULTI, DISCARD or EXEC: the common case skips the comparisons below */
+    } else if (strcmp(name, "multi") == 0) {
         if (!s->in_multi)
             s->multi_dirty = false;
         s->in_multi = true;
