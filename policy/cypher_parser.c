@@ -1613,11 +1613,11 @@ static tg_cypher_node *parse_clause(parser *p)
         return fail(p, "LOAD CSV is not allowed");
     if (is_kw(t, "USE"))
         return fail(p, "USE is not allowed");
-    if (is_kw(t, "START"))
+    if (is_kw(t, "START") && !is_kw(peek(p, 1), "DATABASE"))
         return fail(p, "the START clause is not supported");
     static const char *const admin_words[] = {
         "SHOW", "GRANT",  "DENY",      "REVOKE",     "DROP",       "ALTER",  "RENAME",
-        "STOP", "ENABLE", "TERMINATE", "DEALLOCATE", "REALLOCATE", "DRYRUN",
+        "STOP", "ENABLE", "TERMINATE", "DEALLOCATE", "REALLOCATE", "DRYRUN", "START",
     };
     for (size_t i = 0; i < sizeof(admin_words) / sizeof(admin_words[0]); i++)
         if (is_kw(t, admin_words[i]))
@@ -1641,8 +1641,9 @@ static tg_cypher_node *parse_clauses(parser *p, tg_cypher_node **head)
     tg_cypher_node **tail = head, *last = NULL;
     do {
         if (last && (last->kind == TG_CYPHER_RETURN || last->kind == TG_CYPHER_FINISH))
-            return fail(p, "syntax error at offset %u: %s must be the last clause",
-                        (unsigned)cur(p)->offset, tg_cypher_kind_name(last->kind));
+            return fail(p, "syntax error at offset %u: unexpected %s after %s (it ends a query)",
+                        (unsigned)cur(p)->offset, tg_cypher_token_name(cur(p)->type),
+                        tg_cypher_kind_name(last->kind));
         tg_cypher_node *c = parse_clause(p);
         if (!c)
             return NULL;

@@ -2,11 +2,13 @@
  * A small command-line front end to the Cypher rewriter, for writing the
  * corpus and for looking at what a statement becomes.
  *
- *   cypher_cli [-m property|label|database] [-t tenant] [-p] [statement...]
+ *   cypher_cli [-m property|label|database] [-t tenant] [-p] [-a procs] [-f funcs]
+ *              [-P tenant_property] [-L label_template] [statement...]
  *
  * Each statement (arguments, or stdin lines when there are none) is printed
  * as "REWRITE: text", "FORWARD: text" or "REFUSE: reason". With -p only
- * the parser and printer run ("PRINT: text" or "REFUSE: reason").
+ * the parser and printer run ("PRINT: text" or "REFUSE: reason"). -a and -f
+ * take comma-separated allow lists of procedures and functions.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,19 @@ static void one(const tg_cypher_rewriter *rw, const char *tenant, bool parse_onl
     tg_cypher_result_free(&r);
 }
 
+/* Splits a comma-separated list into a NULL-terminated array (the string is modified). */
+static const char **split(char *s)
+{
+    size_t n = 2;
+    for (char *p = s; *p; p++)
+        n += *p == ',';
+    const char **v = calloc(n, sizeof(*v));
+    size_t i = 0;
+    for (char *tok = strtok(s, ","); v && tok; tok = strtok(NULL, ","))
+        v[i++] = tok;
+    return v;
+}
+
 int main(int argc, char **argv)
 {
     tg_cypher_rewrite_config cfg = {0};
@@ -58,6 +73,14 @@ int main(int argc, char **argv)
             tenant = argv[++i];
         } else if (!strcmp(argv[i], "-p")) {
             parse_only = true;
+        } else if (!strcmp(argv[i], "-a") && i + 1 < argc) {
+            cfg.allow_procedures = split(argv[++i]);
+        } else if (!strcmp(argv[i], "-f") && i + 1 < argc) {
+            cfg.allow_functions = split(argv[++i]);
+        } else if (!strcmp(argv[i], "-P") && i + 1 < argc) {
+            cfg.tenant_property = argv[++i];
+        } else if (!strcmp(argv[i], "-L") && i + 1 < argc) {
+            cfg.label_template = argv[++i];
         } else {
             fprintf(stderr, "usage: %s [-m property|label|database] [-t tenant] [-p] [stmt...]\n",
                     argv[0]);
@@ -82,5 +105,7 @@ int main(int argc, char **argv)
         free(line);
     }
     tg_cypher_rewrite_free(rw);
+    free((void *)cfg.allow_procedures);
+    free((void *)cfg.allow_functions);
     return 0;
 }
