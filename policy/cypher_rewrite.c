@@ -337,8 +337,9 @@ tg_cypher_rewriter *tg_cypher_rewrite_new(const tg_cypher_rewrite_config *cfg)
     if (plen == 0 || plen > 128 || !config_name_ok(prop, plen))
         return NULL;
     const char *mark = strstr(tmpl, "{tenant}");
+    /* a bare "{tenant}" would make every label look like some tenant's */
     if (!mark || strstr(mark + 1, "{tenant}") || strlen(tmpl) > 128 ||
-        !config_name_ok(tmpl, strlen(tmpl)))
+        strlen(tmpl) == strlen("{tenant}") || !config_name_ok(tmpl, strlen(tmpl)))
         return NULL;
     tg_cypher_rewriter *rw = calloc(1, sizeof(*rw));
     if (!rw)
@@ -1104,7 +1105,76 @@ static bool add_tenant(rctx *c, tg_cypher_node *n)
     return true;
 }
 
-/* ---- verify: the output is scoped -------------------------------------------------------- */
+/* ---- verify: the output is scoped ------------------------------------------------------- */
+
+/*
+ * The last check of every rewrite, run on the re-parsed output: an
+ * implementation of its own, simpler and stricter than the rewriter's scope
+ * analysis, so that a mistake there cannot slip through here. Every node
+ * pattern must carry the tenant, except a bare variable in a CREATE / MERGE
+ * chain, which must name a "safe" variable: one bound, earlier in the same
+ * scope, by a scoped node pattern, passed on unchanged through WITH / RETURN
+ * / CALL subqueries, or checked by a tenant guard (`WITH * WHERE
+ * v.tenant_id = $__tenantgate_tenant`, or `v:Label` with the tenant's
+ * label). Any other binding of the name (UNWIND, YIELD, expressions,
+ * relationships, paths) makes it unsafe again.
+ */
+
+typedef struct vset {
+    tg_cypher_str *v;
+    uint32_t n, cap;
+} vset;
+
+typedef struct vctx {
+    const tg_cypher_rewriter *rw;
+    tg_cypher_str label;
+    tg_cypher_arena *arena;
+    bool ok; /* false once out of memory (the verification then fails) */
+} vctx;
+
+static bool vs_has(const vset *s, tg_cypher_str name)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        if (tg_cypher_str_eq(s->v[i], name))
+            return true;
+    return false;
+}
+
+static void vs_del(vset *s, tg_cypher_str name)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        if (tg_cypher_str_eq(s->v[i], name)) {
+            s->v[i] = s->v[--s->n];
+            return;
+        }
+}
+
+static void vs_add(vctx *c, vset *s, tg_cypher_str name)
+{
+    if (vs_has(s, name))
+        return;
+    if (s->n == s->cap) {
+        uint32_t cap = s->cap ? s->cap * 2 : 8;
+        tg_cypher_str *v = tg_cypher_arena_alloc(c->arena, (size_t)cap * sizeof(*v));
+        if (!v) {
+            c->ok = false;
+            return;
+        }
+        if (s->n)
+            memcpy(v, s->v, (size_t)s->n * sizeof(*v));
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = name;
+}
+
+static vset vs_copy(vctx *c, const vset *src)
+{
+    vset d = {0};
+    for (uint32_t i = 0; i < src->n; i++)
+        vs_add(c, &d, src->v[i]);
+    return d;
+}
 
 static bool node_scoped(const tg_cypher_rewriter *rw, const tg_cypher_node *n, tg_cypher_str label)
 {
@@ -1137,37 +1207,202 @@ static bool bare_variable(const tg_cypher_node *n)
            !n->kid[TG_CYPHER_S_WHERE];
 }
 
-/*
- * update_chain: n is an element list of a CREATE/MERGE pattern chain, where
- * a bare variable may stand unscoped (it was bound, and scoped, earlier).
- */
-static bool verify_walk(const tg_cypher_rewriter *rw, const tg_cypher_node *n, tg_cypher_str label,
-                        bool update_chain)
+/* The variable that condition e guards (v.tenant = $param, or v:TenantLabel), if it is one. */
+static const tg_cypher_node *guarded_var(const vctx *c, const tg_cypher_node *e)
+{
+    while (e->kind == TG_CYPHER_PAREN)
+        e = e->kid[0];
+    if (c->rw->isolation == TG_CYPHER_ISOLATION_LABEL) {
+        if (e->kind != TG_CYPHER_LABEL_TEST || e->kid[0]->kind != TG_CYPHER_VAR)
+            return NULL;
+        for (const tg_cypher_node *l = e->kid[1]; l; l = l->next)
+            if (tg_cypher_str_eq(l->str, c->label))
+                return e->kid[0];
+        return NULL;
+    }
+    if (e->kind != TG_CYPHER_INFIX || e->op != TG_CYPHER_OP_L_CMP)
+        return NULL;
+    const tg_cypher_node *a = e->kid[0], *b = a->next;
+    if (!b || b->next || b->lop != TG_CYPHER_OP_EQ || a->kind != TG_CYPHER_PROP ||
+        a->kid[0]->kind != TG_CYPHER_VAR || b->kind != TG_CYPHER_PARAM)
+        return NULL;
+    tg_cypher_str prop = {c->rw->tenant_property, c->rw->tenant_property_len};
+    tg_cypher_str param = {TG_CYPHER_TENANT_PARAM, strlen(TG_CYPHER_TENANT_PARAM)};
+    if (!tg_cypher_str_eq(a->str, prop) || !tg_cypher_str_eq(b->str, param))
+        return NULL;
+    return a->kid[0];
+}
+
+/* A WITH's WHERE: every guard among its top-level conjuncts makes its variable safe. */
+static void v_guards(vctx *c, const tg_cypher_node *where, vset *s)
+{
+    if (!where)
+        return;
+    const tg_cypher_node *conds = where;
+    bool conj = where->kind == TG_CYPHER_INFIX && where->op == TG_CYPHER_OP_L_AND;
+    if (conj)
+        conds = where->kid[0];
+    for (const tg_cypher_node *e = conds; e; e = conj ? e->next : NULL) {
+        const tg_cypher_node *v = guarded_var(c, e);
+        if (v)
+            vs_add(c, s, v->str);
+    }
+}
+
+/* The safe columns of a WITH / RETURN computed against `from`. */
+static vset v_project(vctx *c, const tg_cypher_node *w, const vset *from)
+{
+    vset out = (w->flags & TG_CYPHER_F_STAR) ? vs_copy(c, from) : (vset){0};
+    for (const tg_cypher_node *it = w->kid[TG_CYPHER_S_ITEMS]; it; it = it->next) {
+        const tg_cypher_node *e = it->kid[0], *alias = it->kid[1];
+        if (!alias && e->kind != TG_CYPHER_VAR)
+            continue;
+        tg_cypher_str name = alias ? alias->str : e->str;
+        if (e->kind == TG_CYPHER_VAR && vs_has(from, e->str))
+            vs_add(c, &out, name);
+        else
+            vs_del(&out, name);
+    }
+    return out;
+}
+
+/* The elements of the chain of a PATH (through shortestPath). */
+static const tg_cypher_node *v_chain(const tg_cypher_node *path)
+{
+    const tg_cypher_node *e = path->kid[1];
+    if (e && e->kind == TG_CYPHER_SHORTEST)
+        e = e->kid[0];
+    return e && e->kind == TG_CYPHER_CHAIN ? e->kid[0] : NULL;
+}
+
+static void v_query(vctx *c, tg_cypher_node *q, const vset *initial, const vset *import,
+                    vset *safe_cols);
+
+static void v_clauses(vctx *c, tg_cypher_node *cl, vset *s, const vset *import, vset *cols)
+{
+    for (bool first = true; cl; cl = cl->next, first = false) {
+        switch (cl->kind) {
+        case TG_CYPHER_MATCH:
+        case TG_CYPHER_CREATE:
+        case TG_CYPHER_MERGE: {
+            bool update = cl->kind != TG_CYPHER_MATCH;
+            for (tg_cypher_node *p = cl->kid[0]; p; p = p->next) {
+                for (tg_cypher_node *e = (tg_cypher_node *)v_chain(p); e; e = e->next) {
+                    tg_cypher_node *v = e->kid[TG_CYPHER_S_VAR];
+                    if (e->kind == TG_CYPHER_REL_PAT) {
+                        if (v)
+                            vs_del(s, v->str);
+                    } else if (node_scoped(c->rw, e, c->label)) {
+                        if (v)
+                            vs_add(c, s, v->str);
+                    } else if (update && bare_variable(e) && vs_has(s, v->str)) {
+                        e->flags |= TG_CYPHER_F_BOUND_REF;
+                    }
+                }
+                if (p->kid[0])
+                    vs_del(s, p->kid[0]->str);
+            }
+            break;
+        }
+        case TG_CYPHER_UNWIND:
+            vs_del(s, cl->kid[0]->str);
+            break;
+        case TG_CYPHER_WITH: {
+            vset next = v_project(c, cl, first && import ? import : s);
+            v_guards(c, cl->kid[TG_CYPHER_S_WHERE], &next);
+            *s = next;
+            break;
+        }
+        case TG_CYPHER_RETURN:
+            if (cols)
+                *cols = v_project(c, cl, s);
+            break;
+        case TG_CYPHER_FOREACH: {
+            vset inner = vs_copy(c, s);
+            vs_del(&inner, cl->kid[0]->str);
+            v_clauses(c, cl->kid[2], &inner, NULL, NULL);
+            break;
+        }
+        case TG_CYPHER_CALL_SUB: {
+            vset inner = {0}, safe = {0};
+            if (cl->flags & TG_CYPHER_F_SCOPED) {
+                if (cl->flags & TG_CYPHER_F_STAR)
+                    inner = vs_copy(c, s);
+                for (const tg_cypher_node *v = cl->kid[0]; v; v = v->next)
+                    if (vs_has(s, v->str))
+                        vs_add(c, &inner, v->str);
+                v_query(c, cl->kid[1], &inner, NULL, &safe);
+            } else {
+                v_query(c, cl->kid[1], &inner, s, &safe);
+            }
+            for (uint32_t i = 0; i < safe.n; i++)
+                vs_add(c, s, safe.v[i]);
+            break;
+        }
+        case TG_CYPHER_CALL_PROC:
+            for (const tg_cypher_node *y = cl->kid[1]; y; y = y->next)
+                vs_del(s, y->kid[0] ? y->kid[0]->str : y->str);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* safe_cols: the columns safe in every UNION branch. */
+static void v_query(vctx *c, tg_cypher_node *q, const vset *initial, const vset *import,
+                    vset *safe_cols)
+{
+    *safe_cols = (vset){0};
+    bool first = true;
+    for (tg_cypher_node *single = q->kid[0]; single; single = single->next, first = false) {
+        vset s = vs_copy(c, initial), cols = {0};
+        v_clauses(c, single->kid[0], &s, import, &cols);
+        if (first) {
+            *safe_cols = cols;
+        } else {
+            for (uint32_t i = 0; i < safe_cols->n;) {
+                if (vs_has(&cols, safe_cols->v[i]))
+                    i++;
+                else
+                    vs_del(safe_cols, safe_cols->v[i]);
+            }
+        }
+    }
+}
+
+/* Every node pattern under n is scoped, or a bare reference v_clauses marked. */
+static bool verify_walk(const tg_cypher_rewriter *rw, const tg_cypher_node *n, tg_cypher_str label)
 {
     for (; n; n = n->next) {
         if (n->kind == TG_CYPHER_NODE_PAT && !node_scoped(rw, n, label) &&
-            !(update_chain && bare_variable(n)))
+            !((n->flags & TG_CYPHER_F_BOUND_REF) && bare_variable(n)))
             return false;
-        for (int i = 0; i < TG_CYPHER_KIDS; i++) {
-            if (!n->kid[i])
-                continue;
-            bool upd = ((n->kind == TG_CYPHER_CREATE || n->kind == TG_CYPHER_MERGE) && i == 0) ||
-                       (update_chain && n->kind == TG_CYPHER_PATH && i == 1) ||
-                       (update_chain && n->kind == TG_CYPHER_CHAIN && i == 0);
-            if (!verify_walk(rw, n->kid[i], label, upd))
+        for (int i = 0; i < TG_CYPHER_KIDS; i++)
+            if (n->kid[i] && !verify_walk(rw, n->kid[i], label))
                 return false;
-        }
     }
     return true;
 }
 
-bool tg_cypher_rewrite_verify(const tg_cypher_rewriter *rw, const tg_cypher_node *query,
+bool tg_cypher_rewrite_verify(const tg_cypher_rewriter *rw, tg_cypher_node *query,
                               const char *label, size_t label_len)
 {
     if (rw->isolation == TG_CYPHER_ISOLATION_DATABASE)
         return true;
-    return verify_walk(rw, query, (tg_cypher_str){label ? label : "", label ? label_len : 0},
-                       false);
+    unsigned char stack[4096];
+    tg_cypher_arena arena;
+    tg_cypher_arena_init(&arena, stack, sizeof(stack), 0);
+    vctx c = {.rw = rw,
+              .label = {label ? label : "", label ? label_len : 0},
+              .arena = &arena,
+              .ok = true};
+    vset empty = {0}, cols;
+    if (query->kind == TG_CYPHER_QUERY)
+        v_query(&c, query, &empty, NULL, &cols);
+    bool ok = c.ok && verify_walk(rw, query, c.label);
+    tg_cypher_arena_release(&arena);
+    return ok;
 }
 
 /* ---- the entry point --------------------------------------------------------------------- */

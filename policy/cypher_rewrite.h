@@ -109,7 +109,7 @@ typedef struct tg_cypher_rewriter tg_cypher_rewriter;
  * A rewriter for cfg (strings are copied). NULL when out of memory or when
  * cfg is invalid (a tenant property that is empty, longer than 128 bytes or
  * holds a control character or a backslash; a label template without exactly
- * one {tenant}, or with such characters).
+ * one {tenant}, with nothing around it, or with such characters).
  */
 tg_cypher_rewriter *tg_cypher_rewrite_new(const tg_cypher_rewrite_config *cfg);
 void tg_cypher_rewrite_free(tg_cypher_rewriter *rw);
@@ -148,13 +148,16 @@ tg_cypher_verdict tg_cypher_rewrite(const tg_cypher_rewriter *rw, tg_cypher_cach
                                     tg_cypher_result *out);
 
 /*
- * Checks that every node pattern of the statement tree `query` is scoped for
- * the rewriter's mode (property: its map holds tenant_property:
- * $__tenantgate_tenant; label: it has the tenant's label `label`, len
- * label_len) or is a bare variable in a CREATE or MERGE pattern. Returns
- * true when it is; used on every rewrite's re-parsed output, and by tests.
+ * Checks that every node pattern of the statement tree `query` (fresh from
+ * the parser; its flags are used as marks) is scoped for the rewriter's mode
+ * (property: its map holds tenant_property: $__tenantgate_tenant, and no
+ * other value for it; label: it has the tenant's label `label`, len
+ * label_len), or is a bare variable of a CREATE / MERGE pattern that an
+ * independent, stricter scope analysis finds bound to a scoped node or
+ * guarded. Returns true when it is; run on every rewrite's re-parsed output,
+ * and by the tests and the fuzz target. Always true in database mode.
  */
-bool tg_cypher_rewrite_verify(const tg_cypher_rewriter *rw, const tg_cypher_node *query,
+bool tg_cypher_rewrite_verify(const tg_cypher_rewriter *rw, tg_cypher_node *query,
                               const char *label, size_t label_len);
 
 /*

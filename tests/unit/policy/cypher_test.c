@@ -510,12 +510,473 @@ static void test_lexer_strings(void **state)
     tg_cypher_rewrite_free(rw);
 }
 
+/* A statement made of a head, `count` copies of a middle and a tail (malloc'd). */
+static char *repeat(const char *head, const char *middle, size_t count, const char *tail)
+{
+    size_t len = strlen(head) + strlen(middle) * count + strlen(tail) + 1;
+    char *s = malloc(len);
+    assert_non_null(s);
+    strcpy(s, head);
+    size_t o = strlen(head), ml = strlen(middle);
+    for (size_t i = 0; i < count; i++, o += ml)
+        memcpy(s + o, middle, ml);
+    strcpy(s + o, tail);
+    return s;
+}
+
+/* head + open x count + core + close x count */
+static char *nest(const char *head, const char *open, const char *core, const char *close,
+                  size_t count)
+{
+    char *a = repeat(head, open, count, core);
+    char *b = repeat(a, close, count, "");
+    free(a);
+    return b;
+}
+
+static void expect_refused_str(const tg_cypher_rewriter *rw, char *s, const char *reason)
+{
+    expect_refused(rw, s, strlen(s), reason);
+    free(s);
+}
+
+static void expect_accepted_str(const tg_cypher_rewriter *rw, char *s)
+{
+    tg_cypher_result r;
+    tg_cypher_result_init(&r);
+    tg_cypher_verdict v = run(rw, "acme", s, strlen(s), &r);
+    if (v == TG_CYPHER_DENY)
+        fprintf(stderr, "refused: %s\n", r.reason);
+    assert_int_not_equal(v, TG_CYPHER_DENY);
+    assert_null(output_invariants(rw, "acme", r.text.s, r.text.len));
+    tg_cypher_result_free(&r);
+    free(s);
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    tg_cypher_rewriter *rw = property_rewriter();
+    const char *deep = "statement is nested too deeply";
+    /* every recursive construct counts against the depth bound (default 64) */
+    expect_refused_str(rw, nest("RETURN ", "[", "1", "]", 100), deep);
+    expect_refused_str(rw, nest("RETURN ", "(", "1", ")", 100), deep);
+    expect_refused_str(rw, nest("RETURN ", "{a: ", "1", "}", 100), deep);
+    expect_refused_str(rw, repeat("RETURN ", "NOT ", 200, "true"), deep);
+    expect_refused_str(rw, repeat("RETURN ", "- ", 200, "1"), deep);
+    expect_refused_str(rw, repeat("RETURN n", ".a", 200, ""), deep);
+    expect_refused_str(rw, repeat("RETURN n", "[0]", 200, ""), deep);
+    expect_refused_str(rw, repeat("RETURN 1", " IN [1]", 200, ""), deep);
+    expect_refused_str(rw, repeat("RETURN 1", " IS NULL", 200, ""), deep);
+    expect_refused_str(rw, nest("RETURN ", "CASE WHEN true THEN ", "1", " END", 100), deep);
+    expect_refused_str(rw, nest("", "CALL { ", "RETURN 1 AS x", " RETURN x }", 100), deep);
+    expect_refused_str(rw, nest("RETURN ", "EXISTS { MATCH (n) WHERE ", "true", " }", 100), deep);
+    expect_refused_str(rw, nest("", "FOREACH (x IN [1] | ", "SET x.a = 1", ")", 100), deep);
+    expect_refused_str(rw, nest("MATCH (n {a: ", "(n {a: ", "1", "})<-1", 80), deep);
+    /* within the bounds: deep enough for real statements */
+    expect_accepted_str(rw, nest("RETURN ", "[", "1", "]", 30));
+    expect_accepted_str(rw, repeat("RETURN n", ".a", 30, ""));
+    expect_accepted_str(rw,
+                        nest("MATCH (a) WHERE ", "EXISTS { (a)-->(b) WHERE ", "true", " }", 10));
+    /* chains of one operator are flat: long ones are fine */
+    expect_accepted_str(rw, repeat("RETURN 1", " + 1", 5000, ""));
+    expect_accepted_str(rw, repeat("MATCH (n) WHERE n.a = 0", " OR n.a = 1", 2000, " RETURN n"));
+    expect_accepted_str(rw, repeat("RETURN 1", " < 2", 1000, ""));
+    expect_accepted_str(rw, repeat("MATCH (n0)", ", (n)", 500, " RETURN 1"));
+    /* length */
+    char *big = repeat("RETURN '", "x", TG_CYPHER_DEFAULT_MAX_BYTES, "'");
+    expect_refused_str(rw, big, "statement longer than");
+    tg_cypher_rewrite_free(rw);
+
+    /* configured bounds: tokens, nodes, memory, length */
+    tg_cypher_rewrite_config cfg = {0};
+    cfg.limits.max_tokens = 100;
+    rw = tg_cypher_rewrite_new(&cfg);
+    expect_refused_str(rw, repeat("RETURN 1", " + 1", 100, ""), "statement has too many tokens");
+    tg_cypher_rewrite_free(rw);
+    cfg.limits = (tg_cypher_limits){.max_nodes = 50};
+    rw = tg_cypher_rewrite_new(&cfg);
+    expect_refused_str(rw, repeat("RETURN [0", ", 1", 60, "]"), "statement has too many elements");
+    tg_cypher_rewrite_free(rw);
+    cfg.limits = (tg_cypher_limits){.max_memory = 20000};
+    rw = tg_cypher_rewrite_new(&cfg);
+    expect_refused_str(rw, repeat("RETURN [0", ", 1", 2000, "]"), "statement too large");
+    tg_cypher_rewrite_free(rw);
+    cfg.limits = (tg_cypher_limits){.max_bytes = 32};
+    rw = tg_cypher_rewrite_new(&cfg);
+    expect_refused_str(rw, repeat("RETURN ", "1", 40, ""), "statement longer than 32 bytes");
+    expect_accepted_str(rw, repeat("RETURN ", "1", 20, ""));
+    /* the rewrite may grow past max_bytes: it is bounded separately, and still verified */
+    expect_accepted_str(rw, repeat("MATCH ()", "", 0, " RETURN 1"));
+    tg_cypher_rewrite_free(rw);
+
+    /* backtracking over "(...)" that is not a pattern stays within the step budget */
+    rw = property_rewriter();
+    char *bt = nest("RETURN ", "(a {x: ", "1", "})<-1 + ", 20);
+    tg_cypher_result r;
+    tg_cypher_result_init(&r);
+    run(rw, "acme", bt, strlen(bt), &r); /* accepted or refused, but it returns */
+    tg_cypher_result_free(&r);
+    free(bt);
+    tg_cypher_rewrite_free(rw);
+}
+
+/* ---- cache ------------------------------------------------------------------------------- */
+
+static tg_cypher_cache_key key_of(uint64_t k)
+{
+    return (tg_cypher_cache_key){k, k * 31 + 7, k & 0xff};
+}
+
+static bool cache_has(tg_cypher_cache *c, uint64_t k, const char *want)
+{
+    uint8_t kind;
+    const char *v;
+    size_t n;
+    tg_cypher_cache_key key = key_of(k);
+    if (!tg_cypher_cache_get(c, &key, &kind, &v, &n))
+        return false;
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(v, want, n);
+    return true;
+}
+
+static void put(tg_cypher_cache *c, uint64_t k, const char *v)
+{
+    tg_cypher_cache_key key = key_of(k);
+    assert_int_equal(tg_cypher_cache_put(c, &key, TG_CYPHER_REWRITE, v, strlen(v)), 0);
+}
+
+static void test_cache_lru(void **state)
+{
+    (void)state;
+    assert_null(tg_cypher_cache_new(0, 0));
+    tg_cypher_cache *c = tg_cypher_cache_new(2, 0);
+    assert_non_null(c);
+    put(c, 1, "one");
+    put(c, 2, "two");
+    assert_true(cache_has(c, 1, "one")); /* 1 is now the most recent */
+    put(c, 3, "three");                  /* evicts 2 */
+    assert_false(cache_has(c, 2, "two"));
+    assert_true(cache_has(c, 1, "one"));
+    assert_true(cache_has(c, 3, "three"));
+    put(c, 3, "THREE"); /* replaces */
+    assert_true(cache_has(c, 3, "THREE"));
+    /* same key, other check hash or length: a miss */
+    tg_cypher_cache_key k = key_of(3);
+    k.check ^= 1;
+    uint8_t kind;
+    const char *v;
+    size_t n;
+    assert_false(tg_cypher_cache_get(c, &k, &kind, &v, &n));
+    k = key_of(3);
+    k.len++;
+    assert_false(tg_cypher_cache_get(c, &k, &kind, &v, &n));
+    tg_cypher_cache_counters st;
+    tg_cypher_cache_stats(c, &st);
+    assert_int_equal(st.capacity, 2);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.evictions, 1);
+    assert_int_equal(st.bytes, strlen("one") + strlen("THREE"));
+    tg_cypher_cache_free(c);
+    tg_cypher_cache_stats(NULL, &st);
+    assert_int_equal(st.capacity, 0);
+}
+
+static void test_cache_bytes(void **state)
+{
+    (void)state;
+    tg_cypher_cache *c = tg_cypher_cache_new(100, 100);
+    assert_non_null(c);
+    char v[26];
+    memset(v, 'v', 25);
+    v[25] = '\0';
+    for (uint64_t i = 1; i <= 10; i++)
+        put(c, i, v);
+    tg_cypher_cache_counters st;
+    tg_cypher_cache_stats(c, &st);
+    assert_true(st.bytes <= 100);
+    assert_int_equal(st.entries, 4);
+    assert_int_equal(st.evictions, 6);
+    assert_true(cache_has(c, 10, v));
+    assert_false(cache_has(c, 6, v));
+    /* a value above a quarter of the budget is not stored */
+    char big[27];
+    memset(big, 'b', 26);
+    big[26] = '\0';
+    tg_cypher_cache_key k = key_of(99);
+    assert_int_equal(tg_cypher_cache_put(c, &k, TG_CYPHER_REWRITE, big, 26), TG_ELIMIT);
+    tg_cypher_cache_stats(c, &st);
+    assert_int_equal(st.too_big, 1);
+    /* slots freed by the byte budget are reused */
+    for (uint64_t i = 11; i <= 300; i++)
+        put(c, i, "x");
+    tg_cypher_cache_stats(c, &st);
+    assert_int_equal(st.entries, 100);
+    tg_cypher_cache_free(c);
+}
+
+static void test_rewrite_cache(void **state)
+{
+    (void)state;
+    tg_cypher_cache *cache = tg_cypher_cache_new(16, 0);
+    tg_cypher_rewriter *prop = property_rewriter();
+    tg_cypher_rewrite_config lc = {.isolation = TG_CYPHER_ISOLATION_LABEL};
+    tg_cypher_rewriter *label = tg_cypher_rewrite_new(&lc);
+    assert_non_null(label);
+    const char *q = "MATCH (n:User) RETURN n";
+    tg_cypher_result a, b;
+    tg_cypher_result_init(&a);
+    tg_cypher_result_init(&b);
+
+    /* property mode: one entry for every tenant, the tenant travels as a parameter */
+    tg_cypher_rewrite(prop, cache, "tenant-a", q, strlen(q), &a);
+    tg_cypher_rewrite(prop, cache, "tenant-b", q, strlen(q), &b);
+    assert_false(a.cached);
+    assert_true(b.cached);
+    assert_string_equal(a.text.s, b.text.s);
+
+    /* label mode: per tenant; tenant-b never gets tenant-a's rewrite */
+    tg_cypher_rewrite(label, cache, "tenant-a", q, strlen(q), &a);
+    tg_cypher_rewrite(label, cache, "tenant-b", q, strlen(q), &b);
+    assert_false(a.cached);
+    assert_false(b.cached);
+    assert_string_equal(a.text.s, "MATCH (n:User:`Tenant_tenant-a`) RETURN n");
+    assert_string_equal(b.text.s, "MATCH (n:User:`Tenant_tenant-b`) RETURN n");
+    tg_cypher_rewrite(label, cache, "tenant-b", q, strlen(q), &b);
+    assert_true(b.cached);
+    assert_string_equal(b.text.s, "MATCH (n:User:`Tenant_tenant-b`) RETURN n");
+    tg_cypher_rewrite(label, cache, "tenant-a", q, strlen(q), &a);
+    assert_true(a.cached);
+    assert_string_equal(a.text.s, "MATCH (n:User:`Tenant_tenant-a`) RETURN n");
+
+    /* two rewriters configured differently never share entries */
+    tg_cypher_rewrite_config oc = {.tenant_property = "org"};
+    tg_cypher_rewriter *org = tg_cypher_rewrite_new(&oc);
+    tg_cypher_rewrite(org, cache, "tenant-a", q, strlen(q), &a);
+    assert_false(a.cached);
+    assert_string_equal(a.text.s, "MATCH (n:User {org: $__tenantgate_tenant}) RETURN n");
+
+    /* refusals are cached with their reason; the fingerprint is the text's */
+    const char *bad = "CALL db.labels()";
+    tg_cypher_rewrite(prop, cache, "t", bad, strlen(bad), &a);
+    tg_cypher_rewrite(prop, cache, "t", bad, strlen(bad), &b);
+    assert_int_equal(b.kind, TG_CYPHER_DENY);
+    assert_true(b.cached);
+    assert_string_equal(a.reason, b.reason);
+    assert_true(a.fingerprint == b.fingerprint && a.fingerprint != 0);
+    assert_int_equal(b.text.len, 0);
+
+    /* an invalid tenant in label mode is refused and never cached */
+    tg_cypher_rewrite(label, cache, "bad tenant", q, strlen(q), &a);
+    assert_int_equal(a.kind, TG_CYPHER_DENY);
+    assert_string_equal(a.reason, "invalid tenant for label isolation");
+    tg_cypher_rewrite(label, cache, NULL, q, strlen(q), &a);
+    assert_int_equal(a.kind, TG_CYPHER_DENY);
+    /* property mode ignores the tenant */
+    tg_cypher_rewrite(prop, NULL, NULL, q, strlen(q), &a);
+    assert_int_equal(a.kind, TG_CYPHER_REWRITE);
+
+    tg_cypher_result_free(&a);
+    tg_cypher_result_free(&b);
+    tg_cypher_rewrite_free(prop);
+    tg_cypher_rewrite_free(label);
+    tg_cypher_rewrite_free(org);
+    tg_cypher_cache_free(cache);
+}
+
+/* ---- configuration, parameters, verify --------------------------------------------------- */
+
+static void test_config(void **state)
+{
+    (void)state;
+    const char *bad_props[] = {"", "a\\b", "a\nb", "a\x7f"};
+    for (size_t i = 0; i < sizeof(bad_props) / sizeof(bad_props[0]); i++) {
+        tg_cypher_rewrite_config cfg = {.tenant_property = bad_props[i]};
+        assert_null(tg_cypher_rewrite_new(&cfg));
+    }
+    char long_prop[200];
+    memset(long_prop, 'p', sizeof(long_prop) - 1);
+    long_prop[sizeof(long_prop) - 1] = '\0';
+    tg_cypher_rewrite_config lp = {.tenant_property = long_prop};
+    assert_null(tg_cypher_rewrite_new(&lp));
+    const char *bad_templates[] = {"Tenant", "{tenant}", "{tenant}_{tenant}", "T_{tenant}\\",
+                                   "T\n{tenant}"};
+    for (size_t i = 0; i < sizeof(bad_templates) / sizeof(bad_templates[0]); i++) {
+        tg_cypher_rewrite_config cfg = {.label_template = bad_templates[i]};
+        assert_null(tg_cypher_rewrite_new(&cfg));
+    }
+    /* a property and a template that need quoting still print and parse back */
+    tg_cypher_rewrite_config q = {.tenant_property = "odd`key"};
+    tg_cypher_rewriter *rw = tg_cypher_rewrite_new(&q);
+    assert_non_null(rw);
+    expect_rewrite(rw, "acme", "MATCH (n) RETURN n",
+                   "MATCH (n {`odd``key`: $__tenantgate_tenant}) RETURN n");
+    tg_cypher_rewrite_free(rw);
+    tg_cypher_rewrite_config lq = {.isolation = TG_CYPHER_ISOLATION_LABEL,
+                                   .label_template = "T `{tenant}`"};
+    rw = tg_cypher_rewrite_new(&lq);
+    assert_non_null(rw);
+    expect_rewrite(rw, "x-1", "MATCH (n) RETURN n", "MATCH (n:`T ``x-1```) RETURN n");
+    char label[64];
+    assert_int_equal(tg_cypher_tenant_label(rw, "x-1", label, sizeof(label)), 7);
+    assert_string_equal(label, "T `x-1`");
+    assert_int_equal(tg_cypher_tenant_label(rw, "x-1", label, 7), 0);
+    assert_int_equal(tg_cypher_tenant_label(rw, "-x", label, sizeof(label)), 0);
+    assert_int_equal(tg_cypher_tenant_label(rw, "", label, sizeof(label)), 0);
+    char t64[66];
+    memset(t64, 'a', 65);
+    t64[65] = '\0';
+    assert_int_equal(tg_cypher_tenant_label(rw, t64, label, sizeof(label)), 0);
+    tg_cypher_rewrite_free(rw);
+    /* NULL config: property mode with defaults */
+    rw = tg_cypher_rewrite_new(NULL);
+    assert_non_null(rw);
+    expect_rewrite(rw, NULL, "MATCH (n) RETURN n",
+                   "MATCH (n {tenant_id: $__tenantgate_tenant}) RETURN n");
+    tg_cypher_rewrite_free(rw);
+}
+
+static void test_reserved_param(void **state)
+{
+    (void)state;
+    assert_true(tg_cypher_param_reserved("__tenantgate_tenant", 19));
+    assert_true(tg_cypher_param_reserved("__tenantgate", 12));
+    assert_true(tg_cypher_param_reserved("__tenantgateX", 13));
+    assert_false(tg_cypher_param_reserved("__tenantgat", 11));
+    assert_false(tg_cypher_param_reserved("tenant", 6));
+    assert_false(tg_cypher_param_reserved("_tenantgate_tenant", 18));
+    assert_false(tg_cypher_param_reserved("", 0));
+    assert_string_equal(TG_CYPHER_TENANT_PARAM, "__tenantgate_tenant");
+    assert_true(tg_cypher_param_reserved(TG_CYPHER_TENANT_PARAM, strlen(TG_CYPHER_TENANT_PARAM)));
+}
+
+static bool verify_text(const tg_cypher_rewriter *rw, const char *label, const char *s)
+{
+    tg_cypher_arena a;
+    tg_cypher_arena_init(&a, NULL, 0, 0);
+    tg_cypher_node *q;
+    tg_cypher_error err;
+    assert_int_equal(tg_cypher_parse(&a, s, strlen(s), NULL, &q, &err), 0);
+    bool ok = tg_cypher_rewrite_verify(rw, q, label, label ? strlen(label) : 0);
+    tg_cypher_arena_release(&a);
+    return ok;
+}
+
+static void test_verify(void **state)
+{
+    (void)state;
+    tg_cypher_rewriter *rw = property_rewriter();
+    assert_false(verify_text(rw, NULL, "MATCH (n) RETURN n"));
+    assert_true(verify_text(rw, NULL, "MATCH (n {tenant_id: $__tenantgate_tenant}) RETURN n"));
+    assert_false(verify_text(rw, NULL, "MATCH (n {tenant_id: $x}) RETURN n"));
+    assert_false(verify_text(rw, NULL, "MATCH (n {tenant_id: 'a'}) RETURN n"));
+    assert_false(verify_text(
+        rw, NULL, "MATCH (n {tenant_id: $__tenantgate_tenant, tenant_id: 'x'}) RETURN n"));
+    assert_false(verify_text(rw, NULL, "MATCH (n {tenantid: $__tenantgate_tenant}) RETURN n"));
+    assert_false(verify_text(rw, NULL, "CREATE (a)"));
+    assert_false(verify_text(rw, NULL, "CREATE (:A)"));
+    assert_true(verify_text(rw, NULL, "MATCH (a {tenant_id: $__tenantgate_tenant}) CREATE (a)"));
+    assert_false(
+        verify_text(rw, NULL, "MATCH (a {tenant_id: $__tenantgate_tenant}) CREATE (a)-[:R]->()"));
+    assert_false(verify_text(
+        rw, NULL, "MATCH (a {tenant_id: $__tenantgate_tenant}) WHERE (a)-->() RETURN a"));
+    assert_false(verify_text(rw, NULL,
+                             "MATCH (a {tenant_id: $__tenantgate_tenant}) RETURN [(a)-->(b) | b]"));
+    assert_false(verify_text(
+        rw, NULL, "MATCH (a {tenant_id: $__tenantgate_tenant}) CREATE (a {x: [(b)-->() | 1]})"));
+    /* a bare variable is accepted only directly in a CREATE/MERGE chain */
+    assert_false(verify_text(rw, NULL, "MATCH (a) CREATE (b {tenant_id: $__tenantgate_tenant})"));
+    /* ... and only when it names a safe variable in that scope */
+#define T "{tenant_id: $__tenantgate_tenant}"
+    assert_false(verify_text(rw, NULL, "MATCH (a " T ") CALL { CREATE (a) }"));
+    assert_true(verify_text(rw, NULL, "MATCH (a " T ") CALL { WITH a CREATE (a) }"));
+    assert_true(verify_text(rw, NULL, "MATCH (a " T ") CALL (a) { CREATE (a) }"));
+    assert_false(verify_text(rw, NULL, "MATCH (a " T ") CALL (b) { CREATE (a) }"));
+    assert_true(verify_text(rw, NULL, "MATCH (a " T ") CALL (*) { CREATE (a) }"));
+    assert_false(verify_text(rw, NULL, "MATCH (a " T ") UNWIND [1] AS a CREATE (a)"));
+    assert_false(verify_text(rw, NULL, "MATCH (a " T ") WITH 1 AS a CREATE (a)"));
+    assert_true(verify_text(rw, NULL, "MATCH (a " T ") WITH a AS b CREATE (b)"));
+    assert_false(verify_text(rw, NULL, "MATCH (a " T ") WITH a.x AS b CREATE (b)"));
+    assert_true(verify_text(rw, NULL,
+                            "UNWIND $l AS x WITH * WHERE x.tenant_id = $__tenantgate_tenant "
+                            "CREATE (x)"));
+    assert_true(verify_text(rw, NULL,
+                            "UNWIND $l AS x WITH * WHERE x.a = 1 AND (x.tenant_id = "
+                            "$__tenantgate_tenant) CREATE (x)"));
+    assert_false(verify_text(rw, NULL,
+                             "UNWIND $l AS x WITH * WHERE x.a = 1 OR x.tenant_id = "
+                             "$__tenantgate_tenant CREATE (x)"));
+    assert_false(
+        verify_text(rw, NULL, "UNWIND $l AS x WITH * WHERE x.tenant_id = $other CREATE (x)"));
+    assert_false(verify_text(rw, NULL,
+                             "UNWIND $l AS x WITH * WHERE x.tenant_id <> $__tenantgate_tenant "
+                             "CREATE (x)"));
+    assert_false(verify_text(rw, NULL, "MATCH (a " T ") FOREACH (a IN [1] | CREATE (a))"));
+    assert_true(verify_text(rw, NULL, "MATCH (a " T ") FOREACH (x IN [1] | CREATE (a))"));
+    assert_true(verify_text(
+        rw, NULL, "CALL { MATCH (b " T ") RETURN b UNION MATCH (b " T ") RETURN b } CREATE (b)"));
+    assert_false(verify_text(rw, NULL,
+                             "CALL { MATCH (b " T ") RETURN b UNION UNWIND [1] AS b RETURN b } "
+                             "CREATE (b)"));
+    assert_false(verify_text(rw, NULL, "MATCH ()-[a]->() CREATE (a)"));
+    assert_false(verify_text(rw, NULL, "MATCH p = (a " T ") CREATE (p)"));
+    assert_false(verify_text(rw, NULL, "RETURN EXISTS { MATCH (a " T ") CREATE (a) }"));
+    assert_false(
+        verify_text(rw, NULL, "MATCH (a " T ") CALL db.x() YIELD a CREATE (a)-[:R]->(b " T ")"));
+#undef T
+    tg_cypher_rewrite_free(rw);
+    tg_cypher_rewrite_config lc = {.isolation = TG_CYPHER_ISOLATION_LABEL};
+    rw = tg_cypher_rewrite_new(&lc);
+    assert_true(verify_text(rw, "Tenant_a", "MATCH (n:Tenant_a) RETURN n"));
+    assert_true(verify_text(rw, "Tenant_a", "MATCH (n:X:Tenant_a:Y) RETURN n"));
+    assert_false(verify_text(rw, "Tenant_a", "MATCH (n:Tenant_b) RETURN n"));
+    assert_false(verify_text(rw, "Tenant_a", "MATCH (n {tenant_id: $__tenantgate_tenant})"));
+    assert_true(verify_text(rw, "Tenant_a", "UNWIND $l AS x WITH * WHERE x:Tenant_a CREATE (x)"));
+    assert_false(verify_text(rw, "Tenant_a", "UNWIND $l AS x WITH * WHERE x:Tenant_b CREATE (x)"));
+    tg_cypher_rewrite_free(rw);
+    tg_cypher_rewrite_config dc = {.isolation = TG_CYPHER_ISOLATION_DATABASE};
+    rw = tg_cypher_rewrite_new(&dc);
+    assert_true(verify_text(rw, NULL, "MATCH (n) RETURN n"));
+    tg_cypher_rewrite_free(rw);
+}
+
+/* Reasons quote names, never values, and names only as printable ASCII. */
+static void test_reasons(void **state)
+{
+    (void)state;
+    tg_cypher_rewriter *rw = property_rewriter();
+    tg_cypher_result r;
+    tg_cypher_result_init(&r);
+    const char *q = "RETURN `evil\xc3\xa9name`.`x y`('SECRETVAL')";
+    assert_int_equal(run(rw, "acme", q, strlen(q), &r), TG_CYPHER_DENY);
+    assert_string_equal(r.reason, "function evil??name.x?y is not allowed");
+    char *longname = repeat("RETURN a", "bcdefgh", 20, ".f('SECRETVAL')");
+    assert_int_equal(run(rw, "acme", longname, strlen(longname), &r), TG_CYPHER_DENY);
+    assert_true(strlen(r.reason) < 80);
+    assert_null(strstr(r.reason, "SECRETVAL"));
+    free(longname);
+    const char *lit = "MATCH (n) WHERE n.x = 'SECRETVAL' RETURN n RETURN 1";
+    assert_int_equal(run(rw, "acme", lit, strlen(lit), &r), TG_CYPHER_DENY);
+    assert_null(strstr(r.reason, "SECRETVAL"));
+    tg_cypher_result_free(&r);
+    tg_cypher_rewrite_free(rw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_corpus_expectations),
         cmocka_unit_test(test_corpus_invariants),
         cmocka_unit_test(test_lexer_strings),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_cache_lru),
+        cmocka_unit_test(test_cache_bytes),
+        cmocka_unit_test(test_rewrite_cache),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_reserved_param),
+        cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_reasons),
     };
     return cmocka_run_group_tests(tests, load_corpus, NULL);
 }
