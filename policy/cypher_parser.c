@@ -136,9 +136,9 @@ static bool expect(parser *p, tg_cypher_token_type type)
     return false;
 }
 
-static bool ieq(tg_cypher_str s, const char *kw)
+/* True when s is kw (n bytes, upper case) ignoring ASCII case. */
+static bool ieq_n(tg_cypher_str s, const char *kw, size_t n)
 {
-    size_t n = strlen(kw);
     if (s.len != n)
         return false;
     for (size_t i = 0; i < n; i++) {
@@ -151,51 +151,65 @@ static bool ieq(tg_cypher_str s, const char *kw)
     return true;
 }
 
-/* True when t is the unquoted keyword kw (given in upper case). */
-static bool is_kw(const tg_cypher_token *t, const char *kw)
+/* True when t is the unquoted keyword kw (n bytes, upper case). */
+static bool is_kw_n(const tg_cypher_token *t, const char *kw, size_t n)
 {
-    return t->type == TG_CYPHER_T_IDENT && ieq(t->val, kw);
+    return t->type == TG_CYPHER_T_IDENT && ieq_n(t->val, kw, n);
 }
 
-static bool at_kw(const parser *p, const char *kw)
+static bool accept_kw_n(parser *p, const char *kw, size_t n)
 {
-    return is_kw(cur(p), kw);
-}
-
-static bool accept_kw(parser *p, const char *kw)
-{
-    if (!at_kw(p, kw))
+    if (!is_kw_n(cur(p), kw, n))
         return false;
     advance(p);
     return true;
 }
 
-static bool expect_kw(parser *p, const char *kw)
+static bool expect_kw_n(parser *p, const char *kw, size_t n)
 {
-    if (accept_kw(p, kw))
+    if (accept_kw_n(p, kw, n))
         return true;
     expected(p, kw);
     return false;
 }
 
-/* Words that cannot name a variable unquoted (openCypher's reserved words and clause keywords). */
-static const char *const reserved_words[] = {
-    "ALL",      "AND",        "AS",     "ASC",      "ASCENDING", "BY",         "CALL",
-    "CASE",     "CONTAINS",   "CREATE", "DELETE",   "DESC",      "DESCENDING", "DETACH",
-    "DISTINCT", "ELSE",       "END",    "ENDS",     "EXISTS",    "FALSE",      "FINISH",
-    "FOREACH",  "IN",         "IS",     "LIMIT",    "LOAD",      "MATCH",      "MERGE",
-    "NOT",      "NULL",       "ON",     "OPTIONAL", "OR",        "ORDER",      "REMOVE",
-    "RETURN",   "SET",        "SKIP",   "STARTS",   "THEN",      "TRUE",       "UNION",
-    "UNWIND",   "USE",        "WHEN",   "WHERE",    "WITH",      "XOR",        "YIELD",
-    "OPTIONAL", "CONSTRAINT", "DO",     "FOR",      "REQUIRE",   "UNIQUE",     "MANDATORY",
-    "SCALAR",   "OF",         "ADD",    "DROP",
-};
+/* The keyword forms for a literal kw (its length known at compile time). */
+#define is_kw(t, kw) is_kw_n((t), (kw), sizeof(kw) - 1)
+#define at_kw(p, kw) is_kw_n(cur(p), (kw), sizeof(kw) - 1)
+#define accept_kw(p, kw) accept_kw_n((p), (kw), sizeof(kw) - 1)
+#define expect_kw(p, kw) expect_kw_n((p), (kw), sizeof(kw) - 1)
+
+/*
+ * Words that cannot name a variable unquoted: openCypher's reserved words and
+ * the clause keywords. Checked for every variable, so length and first letter
+ * come first.
+ */
+static const struct {
+    uint8_t len;
+    char word[11];
+} reserved_words[] = {
+    {3, "ADD"},       {3, "ALL"},       {3, "AND"},     {2, "AS"},       {3, "ASC"},
+    {9, "ASCENDING"}, {2, "BY"},        {4, "CALL"},    {4, "CASE"},     {10, "CONSTRAINT"},
+    {8, "CONTAINS"},  {6, "CREATE"},    {6, "DELETE"},  {4, "DESC"},     {10, "DESCENDING"},
+    {6, "DETACH"},    {8, "DISTINCT"},  {2, "DO"},      {4, "DROP"},     {4, "ELSE"},
+    {3, "END"},       {4, "ENDS"},      {6, "EXISTS"},  {5, "FALSE"},    {6, "FINISH"},
+    {3, "FOR"},       {7, "FOREACH"},   {2, "IN"},      {2, "IS"},       {5, "LIMIT"},
+    {4, "LOAD"},      {9, "MANDATORY"}, {5, "MATCH"},   {5, "MERGE"},    {3, "NOT"},
+    {4, "NULL"},      {2, "OF"},        {2, "ON"},      {8, "OPTIONAL"}, {2, "OR"},
+    {5, "ORDER"},     {6, "REMOVE"},    {7, "REQUIRE"}, {6, "RETURN"},   {6, "SCALAR"},
+    {3, "SET"},       {4, "SKIP"},      {6, "STARTS"},  {4, "THEN"},     {4, "TRUE"},
+    {5, "UNION"},     {6, "UNIQUE"},    {6, "UNWIND"},  {3, "USE"},      {4, "WHEN"},
+    {5, "WHERE"},     {4, "WITH"},      {3, "XOR"},     {5, "YIELD"}};
 
 bool tg_cypher_is_reserved_word(const char *word, size_t len)
 {
+    if (len < 2 || len > 10)
+        return false;
+    char first = word[0] >= 'a' && word[0] <= 'z' ? (char)(word[0] - 'a' + 'A') : word[0];
     tg_cypher_str s = {word, len};
     for (size_t i = 0; i < sizeof(reserved_words) / sizeof(reserved_words[0]); i++)
-        if (ieq(s, reserved_words[i]))
+        if (reserved_words[i].len == len && reserved_words[i].word[0] == first &&
+            ieq_n(s, reserved_words[i].word, len))
             return true;
     return false;
 }
@@ -716,7 +730,7 @@ static tg_cypher_node *parse_subquery_expr(parser *p, tg_cypher_op op)
         "MERGE", "SET",      "REMOVE", "DELETE", "DETACH", "FOREACH", "USE",    "LOAD"};
     bool full = false;
     for (size_t i = 0; i < sizeof(clause_words) / sizeof(clause_words[0]); i++)
-        full |= at_kw(p, clause_words[i]);
+        full |= is_kw_n(cur(p), clause_words[i], strlen(clause_words[i]));
     if (full) {
         s->flags |= TG_CYPHER_F_FULL;
         s->kid[0] = parse_query(p);
@@ -1620,7 +1634,7 @@ static tg_cypher_node *parse_clause(parser *p)
         "STOP", "ENABLE", "TERMINATE", "DEALLOCATE", "REALLOCATE", "DRYRUN", "START",
     };
     for (size_t i = 0; i < sizeof(admin_words) / sizeof(admin_words[0]); i++)
-        if (is_kw(t, admin_words[i]))
+        if (is_kw_n(t, admin_words[i], strlen(admin_words[i])))
             return refuse_admin(p);
     if (is_kw(t, "EXPLAIN") || is_kw(t, "PROFILE"))
         return fail(p, "EXPLAIN and PROFILE are not allowed");

@@ -63,6 +63,9 @@ static void puts_(tg_cypher_buf *b, const char *s)
     put(b, s, strlen(s));
 }
 
+/* A string literal, its length known at compile time. */
+#define put_lit(b, s) put((b), (s), sizeof(s) - 1)
+
 /* ---- names ------------------------------------------------------------------------------- */
 
 /*
@@ -253,7 +256,7 @@ static void print_labels(tg_cypher_buf *b, const tg_cypher_node *l, const char *
 static void print_where(tg_cypher_buf *b, const tg_cypher_node *w)
 {
     if (w) {
-        puts_(b, " WHERE ");
+        put_lit(b, " WHERE ");
         print_node(b, w);
     }
 }
@@ -262,23 +265,23 @@ static void print_projection(tg_cypher_buf *b, const tg_cypher_node *n)
 {
     puts_(b, n->kind == TG_CYPHER_WITH ? "WITH " : "RETURN ");
     if (n->flags & TG_CYPHER_F_DISTINCT)
-        puts_(b, "DISTINCT ");
+        put_lit(b, "DISTINCT ");
     if (n->flags & TG_CYPHER_F_STAR) {
-        puts_(b, "*");
+        put_lit(b, "*");
         if (n->kid[TG_CYPHER_S_ITEMS])
-            puts_(b, ", ");
+            put_lit(b, ", ");
     }
     print_list(b, n->kid[TG_CYPHER_S_ITEMS], ", ");
     if (n->kid[TG_CYPHER_S_ORDER]) {
-        puts_(b, " ORDER BY ");
+        put_lit(b, " ORDER BY ");
         print_list(b, n->kid[TG_CYPHER_S_ORDER], ", ");
     }
     if (n->kid[TG_CYPHER_S_SKIP]) {
-        puts_(b, " SKIP ");
+        put_lit(b, " SKIP ");
         print_node(b, n->kid[TG_CYPHER_S_SKIP]);
     }
     if (n->kid[TG_CYPHER_S_LIMIT]) {
-        puts_(b, " LIMIT ");
+        put_lit(b, " LIMIT ");
         print_node(b, n->kid[TG_CYPHER_S_LIMIT]);
     }
     print_where(b, n->kid[TG_CYPHER_S_WHERE]);
@@ -286,40 +289,40 @@ static void print_projection(tg_cypher_buf *b, const tg_cypher_node *n)
 
 static void print_node_pattern(tg_cypher_buf *b, const tg_cypher_node *n)
 {
-    puts_(b, "(");
+    put_lit(b, "(");
     if (n->kid[TG_CYPHER_S_VAR])
         print_node(b, n->kid[TG_CYPHER_S_VAR]);
     print_labels(b, n->kid[TG_CYPHER_S_LABELS], ":");
     if (n->kid[TG_CYPHER_S_PROPS]) {
         if (n->kid[TG_CYPHER_S_VAR] || n->kid[TG_CYPHER_S_LABELS])
-            puts_(b, " ");
+            put_lit(b, " ");
         print_node(b, n->kid[TG_CYPHER_S_PROPS]);
     }
     if (n->kid[TG_CYPHER_S_WHERE]) {
         if (n->kid[TG_CYPHER_S_VAR] || n->kid[TG_CYPHER_S_LABELS] || n->kid[TG_CYPHER_S_PROPS])
-            puts_(b, " ");
-        puts_(b, "WHERE ");
+            put_lit(b, " ");
+        put_lit(b, "WHERE ");
         print_node(b, n->kid[TG_CYPHER_S_WHERE]);
     }
-    puts_(b, ")");
+    put_lit(b, ")");
 }
 
 static void print_rel_pattern(tg_cypher_buf *b, const tg_cypher_node *n)
 {
     puts_(b, (n->op & TG_CYPHER_DIR_LEFT) ? "<-" : "-");
     if (n->flags & TG_CYPHER_F_DETAIL) {
-        puts_(b, "[");
+        put_lit(b, "[");
         bool any = false;
         if (n->kid[TG_CYPHER_S_VAR]) {
             print_node(b, n->kid[TG_CYPHER_S_VAR]);
             any = true;
         }
         if (n->kid[TG_CYPHER_S_LABELS]) {
-            puts_(b, ":");
+            put_lit(b, ":");
             for (const tg_cypher_node *l = n->kid[TG_CYPHER_S_LABELS]; l; l = l->next) {
                 print_schema_name(b, l->str);
                 if (l->next)
-                    puts_(b, "|");
+                    put_lit(b, "|");
             }
             any = true;
         }
@@ -329,17 +332,17 @@ static void print_rel_pattern(tg_cypher_buf *b, const tg_cypher_node *n)
         }
         if (n->kid[TG_CYPHER_S_PROPS]) {
             if (any)
-                puts_(b, " ");
+                put_lit(b, " ");
             print_node(b, n->kid[TG_CYPHER_S_PROPS]);
             any = true;
         }
         if (n->kid[TG_CYPHER_S_WHERE]) {
             if (any)
-                puts_(b, " ");
-            puts_(b, "WHERE ");
+                put_lit(b, " ");
+            put_lit(b, "WHERE ");
             print_node(b, n->kid[TG_CYPHER_S_WHERE]);
         }
-        puts_(b, "]");
+        put_lit(b, "]");
     }
     puts_(b, (n->op & TG_CYPHER_DIR_RIGHT) ? "->" : "-");
 }
@@ -352,24 +355,24 @@ static void print_set_items(tg_cypher_buf *b, const tg_cypher_node *n)
 static void print_call_sub(tg_cypher_buf *b, const tg_cypher_node *n)
 {
     if (n->flags & TG_CYPHER_F_OPTIONAL)
-        puts_(b, "OPTIONAL ");
-    puts_(b, "CALL ");
+        put_lit(b, "OPTIONAL ");
+    put_lit(b, "CALL ");
     if (n->flags & TG_CYPHER_F_SCOPED) {
-        puts_(b, "(");
+        put_lit(b, "(");
         if (n->flags & TG_CYPHER_F_STAR)
-            puts_(b, "*");
+            put_lit(b, "*");
         print_list(b, n->kid[0], ", ");
-        puts_(b, ") ");
+        put_lit(b, ") ");
     }
-    puts_(b, "{ ");
+    put_lit(b, "{ ");
     print_node(b, n->kid[1]);
-    puts_(b, " }");
+    put_lit(b, " }");
     if (n->flags & TG_CYPHER_F_IN_TX) {
-        puts_(b, " IN TRANSACTIONS");
+        put_lit(b, " IN TRANSACTIONS");
         if (n->kid[2]) {
-            puts_(b, " OF ");
+            put_lit(b, " OF ");
             print_node(b, n->kid[2]);
-            puts_(b, " ROWS");
+            put_lit(b, " ROWS");
         }
     }
 }
@@ -377,18 +380,18 @@ static void print_call_sub(tg_cypher_buf *b, const tg_cypher_node *n)
 static void print_call_proc(tg_cypher_buf *b, const tg_cypher_node *n)
 {
     if (n->flags & TG_CYPHER_F_OPTIONAL)
-        puts_(b, "OPTIONAL ");
-    puts_(b, "CALL ");
+        put_lit(b, "OPTIONAL ");
+    put_lit(b, "CALL ");
     print_dotted_name(b, n->str);
     if (n->flags & TG_CYPHER_F_ARGS) {
-        puts_(b, "(");
+        put_lit(b, "(");
         print_list(b, n->kid[0], ", ");
-        puts_(b, ")");
+        put_lit(b, ")");
     }
     if (n->flags & TG_CYPHER_F_YIELD) {
-        puts_(b, " YIELD ");
+        put_lit(b, " YIELD ");
         if (n->flags & TG_CYPHER_F_STAR)
-            puts_(b, "*");
+            put_lit(b, "*");
         print_list(b, n->kid[1], ", ");
         print_where(b, n->kid[TG_CYPHER_S_WHERE]);
     }
@@ -400,61 +403,61 @@ static void print_expression(tg_cypher_buf *b, const tg_cypher_node *n)
     case TG_CYPHER_INFIX:
         for (const tg_cypher_node *o = n->kid[0]; o; o = o->next) {
             if (o != n->kid[0]) {
-                puts_(b, " ");
+                put_lit(b, " ");
                 puts_(b, tg_cypher_op_spelling(o->lop));
-                puts_(b, " ");
+                put_lit(b, " ");
             }
             print_node(b, o);
         }
         break;
     case TG_CYPHER_NOT:
-        puts_(b, "NOT ");
+        put_lit(b, "NOT ");
         print_node(b, n->kid[0]);
         break;
     case TG_CYPHER_UNARY:
         puts_(b, n->op == TG_CYPHER_OP_ADD ? "+" : "-");
         if (n->kid[0]->kind == TG_CYPHER_UNARY)
-            puts_(b, " ");
+            put_lit(b, " ");
         print_node(b, n->kid[0]);
         break;
     case TG_CYPHER_PRED:
         print_node(b, n->kid[0]);
-        puts_(b, " ");
+        put_lit(b, " ");
         puts_(b, tg_cypher_op_spelling(n->op));
         if (n->kid[1]) {
-            puts_(b, " ");
+            put_lit(b, " ");
             print_node(b, n->kid[1]);
         }
         break;
     case TG_CYPHER_PROP:
         print_node(b, n->kid[0]);
-        puts_(b, ".");
+        put_lit(b, ".");
         print_schema_name(b, n->str);
         break;
     case TG_CYPHER_INDEX:
         print_node(b, n->kid[0]);
-        puts_(b, "[");
+        put_lit(b, "[");
         print_node(b, n->kid[1]);
-        puts_(b, "]");
+        put_lit(b, "]");
         break;
     case TG_CYPHER_SLICE:
         print_node(b, n->kid[0]);
-        puts_(b, "[");
+        put_lit(b, "[");
         if (n->kid[1])
             print_node(b, n->kid[1]);
-        puts_(b, "..");
+        put_lit(b, "..");
         if (n->kid[2])
             print_node(b, n->kid[2]);
-        puts_(b, "]");
+        put_lit(b, "]");
         break;
     case TG_CYPHER_LABEL_TEST:
         print_node(b, n->kid[0]);
         print_labels(b, n->kid[1], ":");
         break;
     case TG_CYPHER_PAREN:
-        puts_(b, "(");
+        put_lit(b, "(");
         print_node(b, n->kid[0]);
-        puts_(b, ")");
+        put_lit(b, ")");
         break;
     case TG_CYPHER_VAR:
         print_var_name(b, n->str);
@@ -473,18 +476,18 @@ static void print_expression(tg_cypher_buf *b, const tg_cypher_node *n)
         puts_(b, tg_cypher_op_spelling(n->op));
         break;
     case TG_CYPHER_LIST:
-        puts_(b, "[");
+        put_lit(b, "[");
         print_list(b, n->kid[0], ", ");
-        puts_(b, "]");
+        put_lit(b, "]");
         break;
     case TG_CYPHER_MAP:
-        puts_(b, "{");
+        put_lit(b, "{");
         print_list(b, n->kid[0], ", ");
-        puts_(b, "}");
+        put_lit(b, "}");
         break;
     case TG_CYPHER_MAP_ENTRY:
         print_schema_name(b, n->str);
-        puts_(b, ": ");
+        put_lit(b, ": ");
         print_node(b, n->kid[0]);
         break;
     case TG_CYPHER_MAP_PROJ:
@@ -494,22 +497,22 @@ static void print_expression(tg_cypher_buf *b, const tg_cypher_node *n)
             print_quoted(b, n->kid[0]->str);
         else
             print_node(b, n->kid[0]);
-        puts_(b, " {");
+        put_lit(b, " {");
         print_list(b, n->kid[1], ", ");
-        puts_(b, "}");
+        put_lit(b, "}");
         break;
     case TG_CYPHER_MAP_PROJ_ITEM:
         switch (n->op) {
         case TG_CYPHER_OP_MP_PROP:
-            puts_(b, ".");
+            put_lit(b, ".");
             print_schema_name(b, n->str);
             break;
         case TG_CYPHER_OP_MP_ALL:
-            puts_(b, ".*");
+            put_lit(b, ".*");
             break;
         case TG_CYPHER_OP_MP_ENTRY:
             print_schema_name(b, n->str);
-            puts_(b, ": ");
+            put_lit(b, ": ");
             print_node(b, n->kid[0]);
             break;
         default:
@@ -517,93 +520,93 @@ static void print_expression(tg_cypher_buf *b, const tg_cypher_node *n)
         }
         break;
     case TG_CYPHER_CASE:
-        puts_(b, "CASE");
+        put_lit(b, "CASE");
         if (n->kid[0]) {
-            puts_(b, " ");
+            put_lit(b, " ");
             print_node(b, n->kid[0]);
         }
         for (const tg_cypher_node *w = n->kid[1]; w; w = w->next) {
-            puts_(b, " WHEN ");
+            put_lit(b, " WHEN ");
             print_node(b, w->kid[0]);
-            puts_(b, " THEN ");
+            put_lit(b, " THEN ");
             print_node(b, w->kid[1]);
         }
         if (n->kid[2]) {
-            puts_(b, " ELSE ");
+            put_lit(b, " ELSE ");
             print_node(b, n->kid[2]);
         }
-        puts_(b, " END");
+        put_lit(b, " END");
         break;
     case TG_CYPHER_FUNC:
         print_dotted_name(b, n->str);
-        puts_(b, "(");
+        put_lit(b, "(");
         if (n->flags & TG_CYPHER_F_DISTINCT)
-            puts_(b, "DISTINCT ");
+            put_lit(b, "DISTINCT ");
         print_list(b, n->kid[0], ", ");
-        puts_(b, ")");
+        put_lit(b, ")");
         break;
     case TG_CYPHER_COUNT_STAR:
-        puts_(b, "count(*)");
+        put_lit(b, "count(*)");
         break;
     case TG_CYPHER_LIST_COMP:
-        puts_(b, "[");
+        put_lit(b, "[");
         print_node(b, n->kid[0]);
-        puts_(b, " IN ");
+        put_lit(b, " IN ");
         print_node(b, n->kid[1]);
         print_where(b, n->kid[TG_CYPHER_S_WHERE]);
         if (n->kid[2]) {
-            puts_(b, " | ");
+            put_lit(b, " | ");
             print_node(b, n->kid[2]);
         }
-        puts_(b, "]");
+        put_lit(b, "]");
         break;
     case TG_CYPHER_PATTERN_COMP:
-        puts_(b, "[");
+        put_lit(b, "[");
         if (n->kid[0]) {
             print_node(b, n->kid[0]);
-            puts_(b, " = ");
+            put_lit(b, " = ");
         }
         print_node(b, n->kid[1]);
         print_where(b, n->kid[TG_CYPHER_S_WHERE]);
-        puts_(b, " | ");
+        put_lit(b, " | ");
         print_node(b, n->kid[2]);
-        puts_(b, "]");
+        put_lit(b, "]");
         break;
     case TG_CYPHER_QUANT:
         puts_(b, tg_cypher_op_spelling(n->op));
-        puts_(b, "(");
+        put_lit(b, "(");
         print_node(b, n->kid[0]);
-        puts_(b, " IN ");
+        put_lit(b, " IN ");
         print_node(b, n->kid[1]);
         print_where(b, n->kid[TG_CYPHER_S_WHERE]);
-        puts_(b, ")");
+        put_lit(b, ")");
         break;
     case TG_CYPHER_REDUCE:
-        puts_(b, "reduce(");
+        put_lit(b, "reduce(");
         print_node(b, n->kid[0]);
-        puts_(b, " = ");
+        put_lit(b, " = ");
         print_node(b, n->kid[1]);
-        puts_(b, ", ");
+        put_lit(b, ", ");
         print_node(b, n->kid[2]);
-        puts_(b, " IN ");
+        put_lit(b, " IN ");
         print_node(b, n->kid[3]);
-        puts_(b, " | ");
+        put_lit(b, " | ");
         print_node(b, n->kid[4]);
-        puts_(b, ")");
+        put_lit(b, ")");
         break;
     case TG_CYPHER_PATTERN_PRED:
         print_node(b, n->kid[0]);
         break;
     case TG_CYPHER_SUBQUERY:
         puts_(b, tg_cypher_op_spelling(n->op));
-        puts_(b, " { ");
+        put_lit(b, " { ");
         if (n->flags & TG_CYPHER_F_FULL) {
             print_node(b, n->kid[0]);
         } else {
             print_list(b, n->kid[0], ", ");
             print_where(b, n->kid[TG_CYPHER_S_WHERE]);
         }
-        puts_(b, " }");
+        put_lit(b, " }");
         break;
     default:
         break;
@@ -631,9 +634,9 @@ static void print_node(tg_cypher_buf *b, const tg_cypher_node *n)
         print_where(b, n->kid[TG_CYPHER_S_WHERE]);
         break;
     case TG_CYPHER_UNWIND:
-        puts_(b, "UNWIND ");
+        put_lit(b, "UNWIND ");
         print_node(b, n->kid[1]);
-        puts_(b, " AS ");
+        put_lit(b, " AS ");
         print_node(b, n->kid[0]);
         break;
     case TG_CYPHER_WITH:
@@ -641,28 +644,28 @@ static void print_node(tg_cypher_buf *b, const tg_cypher_node *n)
         print_projection(b, n);
         break;
     case TG_CYPHER_CREATE:
-        puts_(b, "CREATE ");
+        put_lit(b, "CREATE ");
         print_list(b, n->kid[0], ", ");
         break;
     case TG_CYPHER_MERGE:
-        puts_(b, "MERGE ");
+        put_lit(b, "MERGE ");
         print_node(b, n->kid[0]);
         for (const tg_cypher_node *a = n->kid[1]; a; a = a->next) {
-            puts_(b, " ");
+            put_lit(b, " ");
             print_node(b, a);
         }
         break;
     case TG_CYPHER_MERGE_ACTION:
         puts_(b, tg_cypher_op_spelling(n->op));
-        puts_(b, " ");
+        put_lit(b, " ");
         print_set_items(b, n->kid[0]);
         break;
     case TG_CYPHER_SET:
-        puts_(b, "SET ");
+        put_lit(b, "SET ");
         print_set_items(b, n->kid[0]);
         break;
     case TG_CYPHER_REMOVE:
-        puts_(b, "REMOVE ");
+        put_lit(b, "REMOVE ");
         print_list(b, n->kid[0], ", ");
         break;
     case TG_CYPHER_DELETE:
@@ -670,13 +673,13 @@ static void print_node(tg_cypher_buf *b, const tg_cypher_node *n)
         print_list(b, n->kid[0], ", ");
         break;
     case TG_CYPHER_FOREACH:
-        puts_(b, "FOREACH (");
+        put_lit(b, "FOREACH (");
         print_node(b, n->kid[0]);
-        puts_(b, " IN ");
+        put_lit(b, " IN ");
         print_node(b, n->kid[1]);
-        puts_(b, " | ");
+        put_lit(b, " | ");
         print_list(b, n->kid[2], " ");
-        puts_(b, ")");
+        put_lit(b, ")");
         break;
     case TG_CYPHER_CALL_SUB:
         print_call_sub(b, n);
@@ -687,30 +690,30 @@ static void print_node(tg_cypher_buf *b, const tg_cypher_node *n)
     case TG_CYPHER_YIELD_ITEM:
         print_var_name(b, n->str);
         if (n->kid[0]) {
-            puts_(b, " AS ");
+            put_lit(b, " AS ");
             print_node(b, n->kid[0]);
         }
         break;
     case TG_CYPHER_FINISH:
-        puts_(b, "FINISH");
+        put_lit(b, "FINISH");
         break;
     case TG_CYPHER_PROJ_ITEM:
         print_node(b, n->kid[0]);
         if (n->kid[1]) {
-            puts_(b, " AS ");
+            put_lit(b, " AS ");
             print_node(b, n->kid[1]);
         }
         break;
     case TG_CYPHER_SORT_ITEM:
         print_node(b, n->kid[0]);
         if (n->op) {
-            puts_(b, " ");
+            put_lit(b, " ");
             puts_(b, tg_cypher_op_spelling(n->op));
         }
         break;
     case TG_CYPHER_SET_PROP:
         print_node(b, n->kid[0]);
-        puts_(b, " = ");
+        put_lit(b, " = ");
         print_node(b, n->kid[1]);
         break;
     case TG_CYPHER_SET_VAR:
@@ -729,15 +732,15 @@ static void print_node(tg_cypher_buf *b, const tg_cypher_node *n)
     case TG_CYPHER_PATH:
         if (n->kid[0]) {
             print_node(b, n->kid[0]);
-            puts_(b, " = ");
+            put_lit(b, " = ");
         }
         print_node(b, n->kid[1]);
         break;
     case TG_CYPHER_SHORTEST:
         puts_(b, tg_cypher_op_spelling(n->op));
-        puts_(b, "(");
+        put_lit(b, "(");
         print_node(b, n->kid[0]);
-        puts_(b, ")");
+        put_lit(b, ")");
         break;
     case TG_CYPHER_CHAIN:
         for (const tg_cypher_node *e = n->kid[0]; e; e = e->next)
@@ -750,11 +753,11 @@ static void print_node(tg_cypher_buf *b, const tg_cypher_node *n)
         print_rel_pattern(b, n);
         break;
     case TG_CYPHER_RANGE:
-        puts_(b, "*");
+        put_lit(b, "*");
         if (n->kid[0])
             print_node(b, n->kid[0]);
         if (n->flags & TG_CYPHER_F_DOTS)
-            puts_(b, "..");
+            put_lit(b, "..");
         if (n->kid[1])
             print_node(b, n->kid[1]);
         break;
