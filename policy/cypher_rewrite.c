@@ -635,52 +635,88 @@ static bool check_list(rctx *c, const tg_cypher_node *n, unsigned read_only)
 /* What bound a variable. */
 enum { B_NODE, B_REL, B_PATH, B_VALUE };
 
+/*
+ * Variables in one scope: real statements have a few dozen; the bound keeps
+ * the linear searches below (hash first) cheap for any statement.
+ */
+#define MAX_VARIABLES 1024
+
 typedef struct binding {
     tg_cypher_str name;
+    uint32_t hash;
     uint8_t kind;
 } binding;
 
-/* The variables in scope at one point of a query (arena memory; small, searched linearly). */
+/* The variables in scope at one point of a query (arena memory, searched linearly). */
 typedef struct scope {
     binding *b;
     uint32_t n, cap;
 } scope;
 
-static int scope_find(const scope *s, tg_cypher_str name)
+/* FNV-1a: names are short, and only compared within one statement. */
+static uint32_t name_hash(tg_cypher_str name)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < name.len; i++)
+        h = (h ^ (unsigned char)name.s[i]) * 16777619u;
+    return h;
+}
+
+static int scope_find_h(const scope *s, tg_cypher_str name, uint32_t h)
 {
     for (uint32_t i = 0; i < s->n; i++)
-        if (tg_cypher_str_eq(s->b[i].name, name))
+        if (s->b[i].hash == h && tg_cypher_str_eq(s->b[i].name, name))
             return (int)i;
     return -1;
 }
 
+static int scope_find(const scope *s, tg_cypher_str name)
+{
+    return scope_find_h(s, name, name_hash(name));
+}
+
+static bool scope_reserve(rctx *c, scope *s, uint32_t need)
+{
+    if (need <= s->cap)
+        return true;
+    if (need > MAX_VARIABLES)
+        return fail(c, "statement has too many variables in one scope");
+    uint32_t cap = s->cap ? s->cap : 8;
+    while (cap < need)
+        cap *= 2;
+    binding *b = tg_cypher_arena_alloc(c->arena, (size_t)cap * sizeof(*b));
+    if (!b)
+        return fail_arena(c);
+    if (s->n)
+        memcpy(b, s->b, (size_t)s->n * sizeof(*b));
+    s->b = b;
+    s->cap = cap;
+    return true;
+}
+
 static bool scope_set(rctx *c, scope *s, tg_cypher_str name, uint8_t kind)
 {
-    int i = scope_find(s, name);
+    uint32_t h = name_hash(name);
+    int i = scope_find_h(s, name, h);
     if (i >= 0) {
         s->b[i].kind = kind;
         return true;
     }
-    if (s->n == s->cap) {
-        uint32_t cap = s->cap ? s->cap * 2 : 8;
-        binding *b = tg_cypher_arena_alloc(c->arena, (size_t)cap * sizeof(*b));
-        if (!b)
-            return fail_arena(c);
-        if (s->n)
-            memcpy(b, s->b, (size_t)s->n * sizeof(*b));
-        s->b = b;
-        s->cap = cap;
-    }
-    s->b[s->n++] = (binding){name, kind};
+    if (!scope_reserve(c, s, s->n + 1))
+        return false;
+    s->b[s->n++] = (binding){name, h, kind};
     return true;
 }
 
+/* A copy of src (whose names are distinct already). */
 static bool scope_copy(rctx *c, scope *dst, const scope *src)
 {
     *dst = (scope){0};
-    for (uint32_t i = 0; i < src->n; i++)
-        if (!scope_set(c, dst, src->b[i].name, src->b[i].kind))
-            return false;
+    if (!scope_reserve(c, dst, src->n))
+        return false;
+    if (src->n)
+        memcpy(dst->b, src->b, (size_t)src->n * sizeof(*src->b));
+    dst->n = src->n;
     return true;
 }
 
@@ -971,8 +1007,11 @@ static bool scope_clauses(rctx *c, tg_cypher_node **link, scope *s, const scope 
                 return false;
             break;
         case TG_CYPHER_WITH: {
+            const scope *from = first && import ? import : s;
+            if (from == s && (cl->flags & TG_CYPHER_F_STAR) && !cl->kid[TG_CYPHER_S_ITEMS])
+                break; /* WITH * [WHERE ...]: the same variables */
             scope next;
-            if (!project(c, cl, first && import ? import : s, &next))
+            if (!project(c, cl, from, &next))
                 return false;
             *s = next;
             break;
@@ -1135,6 +1174,7 @@ static bool add_tenant(rctx *c, tg_cypher_node *n)
 
 typedef struct vset {
     tg_cypher_str *v;
+    uint32_t *h; /* name_hash() of each name */
     uint32_t n, cap;
 } vset;
 
@@ -1142,50 +1182,73 @@ typedef struct vctx {
     const tg_cypher_rewriter *rw;
     tg_cypher_str label;
     tg_cypher_arena *arena;
-    bool ok; /* false once out of memory (the verification then fails) */
+    bool ok; /* false once out of memory or past MAX_VARIABLES (the verification fails) */
 } vctx;
+
+static int vs_find(const vset *s, tg_cypher_str name, uint32_t h)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        if (s->h[i] == h && tg_cypher_str_eq(s->v[i], name))
+            return (int)i;
+    return -1;
+}
 
 static bool vs_has(const vset *s, tg_cypher_str name)
 {
-    for (uint32_t i = 0; i < s->n; i++)
-        if (tg_cypher_str_eq(s->v[i], name))
-            return true;
-    return false;
+    return vs_find(s, name, name_hash(name)) >= 0;
 }
 
 static void vs_del(vset *s, tg_cypher_str name)
 {
-    for (uint32_t i = 0; i < s->n; i++)
-        if (tg_cypher_str_eq(s->v[i], name)) {
-            s->v[i] = s->v[--s->n];
-            return;
-        }
+    int i = vs_find(s, name, name_hash(name));
+    if (i >= 0) {
+        s->n--;
+        s->v[i] = s->v[s->n];
+        s->h[i] = s->h[s->n];
+    }
+}
+
+static bool vs_reserve(vctx *c, vset *s, uint32_t need)
+{
+    if (need <= s->cap)
+        return true;
+    uint32_t cap = s->cap ? s->cap : 8;
+    while (cap < need)
+        cap *= 2;
+    tg_cypher_str *v =
+        need > MAX_VARIABLES ? NULL : tg_cypher_arena_alloc(c->arena, (size_t)cap * sizeof(*v));
+    uint32_t *h = v ? tg_cypher_arena_alloc(c->arena, (size_t)cap * sizeof(*h)) : NULL;
+    if (!h) {
+        c->ok = false;
+        return false;
+    }
+    if (s->n) {
+        memcpy(v, s->v, (size_t)s->n * sizeof(*v));
+        memcpy(h, s->h, (size_t)s->n * sizeof(*h));
+    }
+    s->v = v;
+    s->h = h;
+    s->cap = cap;
+    return true;
 }
 
 static void vs_add(vctx *c, vset *s, tg_cypher_str name)
 {
-    if (vs_has(s, name))
+    uint32_t h = name_hash(name);
+    if (vs_find(s, name, h) >= 0 || !vs_reserve(c, s, s->n + 1))
         return;
-    if (s->n == s->cap) {
-        uint32_t cap = s->cap ? s->cap * 2 : 8;
-        tg_cypher_str *v = tg_cypher_arena_alloc(c->arena, (size_t)cap * sizeof(*v));
-        if (!v) {
-            c->ok = false;
-            return;
-        }
-        if (s->n)
-            memcpy(v, s->v, (size_t)s->n * sizeof(*v));
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = name;
+    s->v[s->n] = name;
+    s->h[s->n++] = h;
 }
 
 static vset vs_copy(vctx *c, const vset *src)
 {
     vset d = {0};
-    for (uint32_t i = 0; i < src->n; i++)
-        vs_add(c, &d, src->v[i]);
+    if (src->n && vs_reserve(c, &d, src->n)) {
+        memcpy(d.v, src->v, (size_t)src->n * sizeof(*d.v));
+        memcpy(d.h, src->h, (size_t)src->n * sizeof(*d.h));
+        d.n = src->n;
+    }
     return d;
 }
 
@@ -1321,7 +1384,12 @@ static void v_clauses(vctx *c, tg_cypher_node *cl, vset *s, const vset *import, 
             vs_del(s, cl->kid[0]->str);
             break;
         case TG_CYPHER_WITH: {
-            vset next = v_project(c, cl, first && import ? import : s);
+            const vset *from = first && import ? import : s;
+            if (from == s && (cl->flags & TG_CYPHER_F_STAR) && !cl->kid[TG_CYPHER_S_ITEMS]) {
+                v_guards(c, cl->kid[TG_CYPHER_S_WHERE], s); /* the same variables */
+                break;
+            }
+            vset next = v_project(c, cl, from);
             v_guards(c, cl->kid[TG_CYPHER_S_WHERE], &next);
             *s = next;
             break;

@@ -583,6 +583,13 @@ static void test_limits(void **state)
     expect_accepted_str(rw, repeat("MATCH (n) WHERE n.a = 0", " OR n.a = 1", 2000, " RETURN n"));
     expect_accepted_str(rw, repeat("RETURN 1", " < 2", 1000, ""));
     expect_accepted_str(rw, repeat("MATCH (n0)", ", (n)", 500, " RETURN 1"));
+    /* variables in one scope (searched linearly): bounded */
+    char vars[8192] = "MATCH (a0)";
+    for (int i = 1; i < 1100; i++)
+        snprintf(vars + strlen(vars), sizeof(vars) - strlen(vars), ",(a%d)", i);
+    expect_refused(rw, vars, strlen(vars), "statement has too many variables in one scope");
+    /* a chain of WITH * does not copy the scope every time */
+    expect_accepted_str(rw, repeat("MATCH (a), (b), (c)", " WITH *", 5000, " RETURN a"));
     /* length */
     char *big = repeat("RETURN '", "x", TG_CYPHER_DEFAULT_MAX_BYTES, "'");
     expect_refused_str(rw, big, "statement longer than");
