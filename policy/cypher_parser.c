@@ -188,18 +188,18 @@ static const struct {
     uint8_t len;
     char word[11];
 } reserved_words[] = {
-    {3, "ADD"},       {3, "ALL"},       {3, "AND"},     {2, "AS"},       {3, "ASC"},
-    {9, "ASCENDING"}, {2, "BY"},        {4, "CALL"},    {4, "CASE"},     {10, "CONSTRAINT"},
-    {8, "CONTAINS"},  {6, "CREATE"},    {6, "DELETE"},  {4, "DESC"},     {10, "DESCENDING"},
-    {6, "DETACH"},    {8, "DISTINCT"},  {2, "DO"},      {4, "DROP"},     {4, "ELSE"},
-    {3, "END"},       {4, "ENDS"},      {6, "EXISTS"},  {5, "FALSE"},    {6, "FINISH"},
-    {3, "FOR"},       {7, "FOREACH"},   {2, "IN"},      {2, "IS"},       {5, "LIMIT"},
-    {4, "LOAD"},      {9, "MANDATORY"}, {5, "MATCH"},   {5, "MERGE"},    {3, "NOT"},
-    {4, "NULL"},      {2, "OF"},        {2, "ON"},      {8, "OPTIONAL"}, {2, "OR"},
-    {5, "ORDER"},     {6, "REMOVE"},    {7, "REQUIRE"}, {6, "RETURN"},   {6, "SCALAR"},
-    {3, "SET"},       {4, "SKIP"},      {6, "STARTS"},  {4, "THEN"},     {4, "TRUE"},
-    {5, "UNION"},     {6, "UNIQUE"},    {6, "UNWIND"},  {3, "USE"},      {4, "WHEN"},
-    {5, "WHERE"},     {4, "WITH"},      {3, "XOR"},     {5, "YIELD"}};
+    {3, "ADD"},       {3, "ALL"},      {3, "AND"},      {2, "AS"},     {3, "ASC"},
+    {9, "ASCENDING"}, {2, "BY"},       {4, "CALL"},     {4, "CASE"},   {10, "CONSTRAINT"},
+    {8, "CONTAINS"},  {6, "CREATE"},   {6, "DELETE"},   {4, "DESC"},   {10, "DESCENDING"},
+    {6, "DETACH"},    {8, "DISTINCT"}, {2, "DO"},       {4, "DROP"},   {4, "ELSE"},
+    {3, "END"},       {4, "ENDS"},     {6, "EXISTS"},   {5, "FALSE"},  {3, "FOR"},
+    {7, "FOREACH"},   {2, "IN"},       {2, "IS"},       {5, "LIMIT"},  {4, "LOAD"},
+    {9, "MANDATORY"}, {5, "MATCH"},    {5, "MERGE"},    {3, "NOT"},    {4, "NULL"},
+    {2, "OF"},        {2, "ON"},       {8, "OPTIONAL"}, {2, "OR"},     {5, "ORDER"},
+    {6, "REMOVE"},    {7, "REQUIRE"},  {6, "RETURN"},   {6, "SCALAR"}, {3, "SET"},
+    {4, "SKIP"},      {6, "STARTS"},   {4, "THEN"},     {4, "TRUE"},   {5, "UNION"},
+    {6, "UNIQUE"},    {6, "UNWIND"},   {3, "USE"},      {4, "WHEN"},   {5, "WHERE"},
+    {4, "WITH"},      {3, "XOR"},      {5, "YIELD"}};
 
 bool tg_cypher_is_reserved_word(const char *word, size_t len)
 {
