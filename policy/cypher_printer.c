@@ -173,6 +173,11 @@ static void print_dotted_name(tg_cypher_buf *b, tg_cypher_str name)
     }
 }
 
+/*
+ * $name: keywords stay bare ($skip, $limit and $match are common in
+ * applications and Neo4j reads them as parameters), anything else not a
+ * plain word is quoted.
+ */
 static void print_param(tg_cypher_buf *b, tg_cypher_str name)
 {
     put(b, "$", 1);
