@@ -9,7 +9,6 @@
  */
 #include "policy/cypher_ast.h"
 
-#include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -1610,8 +1610,7 @@ tg_cypher_verdict tg_cypher_rewrite(const tg_cypher_rewriter *rw, tg_cypher_cach
             }
             out->text.max = 0;
             tg_cypher_buf_reset(&out->text);
-            /* an empty statement is never FORWARD/REWRITE, so vlen > 0 here */
-            if (vlen == 0 || !out->text.s || out->text.cap < vlen + 1) {
+            if (out->text.cap < vlen + 1) {
                 size_t cap = out->text.cap ? out->text.cap : 256;
                 while (cap < vlen + 1)
                     cap *= 2;
