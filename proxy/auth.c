@@ -66,6 +66,15 @@ static void sni_slug(const char *host, const char *suffix, char out[TG_TENANT_MA
     out[n] = '\0';
 }
 
+/* In the pair's context: the message that carries the token is read again. */
+static int resume(tg_conn *c, void *session, void *arg)
+{
+    (void)session;
+    (void)arg;
+    tg_conn_redispatch(c, TG_SIDE_CLIENT);
+    return 0;
+}
+
 static void on_lookup(void *ud, const tg_registry_answer *a)
 {
     tg_conn *c = ud;
@@ -73,7 +82,7 @@ static void on_lookup(void *ud, const tg_registry_answer *a)
     st->req = NULL;
     st->answered = true;
     st->answer = *a;
-    tg_conn_resume(c);
+    tg_conn_call(c, resume, NULL);
 }
 
 /* The registry's verdict on a verified identity. */

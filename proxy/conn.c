@@ -580,6 +580,18 @@ void tg_conn_redispatch(tg_conn *c, tg_side_id side)
     c->redispatch |= (uint8_t)(1u << side);
 }
 
+void tg_conn_call(tg_conn *c, int (*fn)(tg_conn *c, void *session, void *arg), void *arg)
+{
+    if (c->closing)
+        return;
+    if (fn(c, c->session, arg) < 0) {
+        tg_conn_abort(c, "session error");
+        return;
+    }
+    run_redispatch(c);
+    flush_all(c);
+}
+
 static void side_ready(tg_conn *c, tg_side_id sid);
 
 /* Moves plaintext out of the TLS engine of side `from` into rd and dispatches it. */
@@ -1096,15 +1108,6 @@ tg_conn *tg_conn_first(tg_worker *w)
 tg_conn *tg_conn_next(const tg_conn *c)
 {
     return c->next;
-}
-
-void tg_conn_resume(tg_conn *c)
-{
-    if (c->closing)
-        return;
-    c->redispatch |= 1u << TG_SIDE_CLIENT;
-    run_redispatch(c);
-    flush_all(c);
 }
 
 void tg_conn_kick(tg_conn *c, tg_kick_reason reason)

@@ -48,13 +48,6 @@ tg_conn *tg_conn_first(tg_worker *w);
 tg_conn *tg_conn_next(const tg_conn *c);
 
 /*
- * Outside any callback of c (e.g. when a registry lookup it waited for is
- * answered): runs on_data again over the client's unconsumed bytes, then
- * writes what was staged.
- */
-void tg_conn_resume(tg_conn *c);
-
-/*
  * The tenant registry ends this session: ops->on_kick sends the protocol's
  * error and finishes (without on_kick: abort); what it staged is written.
  */
@@ -95,6 +88,15 @@ bool tg_conn_client_tls(const tg_conn *c);
  * backend to become ready). Runs once the current callback returns.
  */
 void tg_conn_redispatch(tg_conn *c, tg_side_id side);
+
+/*
+ * Runs fn(c, session, arg) as a callback of c for an event from outside the
+ * pair on the worker's loop (e.g. the reply of a control connection the
+ * session started): what fn sends is written, redispatches run, and a negative
+ * return aborts the connection. Does nothing once c is closing. Not from
+ * inside another callback of c.
+ */
+void tg_conn_call(tg_conn *c, int (*fn)(tg_conn *c, void *session, void *arg), void *arg);
 
 /*
  * In delay_ms (0 cancels), ops->on_expire runs (it sends the protocol's error

@@ -44,6 +44,14 @@ typedef struct trampoline {
     struct trampoline *next; /* persistent ones, freed with the struct */
 } trampoline;
 
+/* A command given before there was a hiredis context (the name was being resolved). */
+typedef struct queued {
+    struct queued *next;
+    trampoline *t;
+    char *cmd; /* RESP, from redisFormatCommandArgv */
+    int len;
+} queued;
+
 struct tg_redis_async {
     uv_loop_t *loop;
     uv_timer_t timer;
@@ -57,7 +65,8 @@ struct tg_redis_async {
     char *password;
     size_t password_len;
     trampoline *persistent;
-    uint32_t pending; /* one-shot trampolines hiredis still holds */
+    queued *queue, **queue_tail; /* commands waiting for the context, in order */
+    uint32_t pending;            /* one-shot trampolines whose callback has not run */
     bool resolving;
     bool timer_open;
     bool ready;
@@ -93,11 +102,28 @@ static void on_timer_closed(uv_handle_t *h)
     maybe_free(rc);
 }
 
+/* Commands that never reached hiredis: their callbacks run now, with NULL. */
+static void drain_queue(tg_redis_async *rc)
+{
+    queued *q;
+    while ((q = rc->queue) != NULL) {
+        rc->queue = q->next;
+        rc->pending--;
+        if (q->t->cb)
+            q->t->cb(q->t->ud, NULL);
+        free(q->t);
+        redisFreeCommand(q->cmd);
+        free(q);
+    }
+    rc->queue_tail = &rc->queue;
+}
+
 /* Reports a failure once; the owner closes. */
 static void fail(tg_redis_async *rc, int status, const char *why)
 {
     if (rc->closed || rc->failed)
         return;
+    drain_queue(rc);
     rc->failed = true;
     rc->ready = false;
     uv_timer_stop(&rc->timer);
@@ -169,6 +195,15 @@ static int send_argv(tg_redis_async *rc, tg_redis_async_reply_cb cb, void *ud, i
     return 0;
 }
 
+static void on_ready_soon(uv_timer_t *t)
+{
+    tg_redis_async *rc = t->data;
+    if (rc->closed || rc->failed)
+        return;
+    rc->ready = true;
+    rc->cb(rc->ud, 0, NULL);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     tg_redis_async *rc = ac->data;
@@ -180,24 +215,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     }
     if (!rc->password) {
-        rc->ready = true;
-        uv_timer_stop(&rc->timer);
-        rc->cb(rc->ud, 0, NULL);
-        return;
+        /* Told from the timer, not from here: hiredis goes on using the context after this
+         * callback, so the owner must not be able to close it now. */
+        uv_timer_start(&rc->timer, on_ready_soon, 0, 0);
     }
-    const char *argv[3];
-    size_t len[3];
-    int n = 0;
-    argv[n] = "AUTH";
-    len[n++] = 4;
-    if (rc->user) {
-        argv[n] = rc->user;
-        len[n++] = strlen(rc->user);
-    }
-    argv[n] = rc->password;
-    len[n++] = rc->password_len;
-    if (send_argv(rc, on_auth, rc, n, argv, len) < 0)
-        fail(rc, TG_ENOMEM, "cannot queue AUTH");
+    /* With a password, on_auth says ready (AUTH was queued first, at connect). */
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -286,6 +308,37 @@ static int start_connect(tg_redis_async *rc, const char *ip, char *why, size_t w
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     rc->ac = ac;
+    /* hiredis writes once connected, in order: AUTH first, then what was given meanwhile. */
+    if (rc->password) {
+        const char *argv[3];
+        size_t len[3];
+        int n = 0;
+        argv[n] = "AUTH";
+        len[n++] = 4;
+        if (rc->user) {
+            argv[n] = rc->user;
+            len[n++] = strlen(rc->user);
+        }
+        argv[n] = rc->password;
+        len[n++] = rc->password_len;
+        if (send_argv(rc, on_auth, rc, n, argv, len) < 0) {
+            snprintf(why, whylen, "cannot queue AUTH");
+            return TG_ENOMEM;
+        }
+    }
+    queued *q;
+    while ((q = rc->queue) != NULL) {
+        rc->queue = q->next;
+        if (redisAsyncFormattedCommand(ac, on_reply, q->t, q->cmd, (size_t)q->len) != REDIS_OK) {
+            rc->pending--;
+            if (q->t->cb)
+                q->t->cb(q->t->ud, NULL);
+            free(q->t);
+        }
+        redisFreeCommand(q->cmd);
+        free(q);
+    }
+    rc->queue_tail = &rc->queue;
     return 0;
 }
 
@@ -333,6 +386,7 @@ tg_redis_async *tg_redis_async_open(uv_loop_t *loop, const tg_redis_async_target
         return NULL;
     }
     rc->loop = loop;
+    rc->queue_tail = &rc->queue;
     rc->port = t->port;
     rc->cb = cb;
     rc->ud = ud;
@@ -389,9 +443,30 @@ bool tg_redis_async_ready(const tg_redis_async *rc)
 int tg_redis_async_command(tg_redis_async *rc, tg_redis_async_reply_cb cb, void *ud, int argc,
                            const char **argv, const size_t *argvlen)
 {
-    if (!tg_redis_async_ready(rc))
+    if (!rc || rc->closed || rc->failed)
         return TG_EIO;
-    return send_argv(rc, cb, ud, argc, argv, argvlen);
+    if (rc->ac)
+        return send_argv(rc, cb, ud, argc, argv, argvlen);
+    /* Still resolving: kept in order until there is a context. */
+    queued *q = calloc(1, sizeof(*q));
+    trampoline *t = calloc(1, sizeof(*t));
+    if (!q || !t) {
+        free(q);
+        free(t);
+        return TG_ENOMEM;
+    }
+    q->len = redisFormatCommandArgv(&q->cmd, argc, argv, argvlen);
+    if (q->len < 0) {
+        free(q);
+        free(t);
+        return TG_ENOMEM;
+    }
+    *t = (trampoline){.rc = rc, .cb = cb, .ud = ud};
+    q->t = t;
+    *rc->queue_tail = q;
+    rc->queue_tail = &q->next;
+    rc->pending++;
+    return 0;
 }
 
 int tg_redis_async_subscribe(tg_redis_async *rc, const char *channel, tg_redis_async_reply_cb cb,
@@ -420,6 +495,7 @@ void tg_redis_async_close(tg_redis_async *rc)
         rc->ac = NULL;
         redisAsyncFree(ac); /* deferred by hiredis when inside one of its callbacks */
     }
+    drain_queue(rc);
     if (rc->resolving)
         uv_cancel((uv_req_t *)&rc->gai);
     uv_timer_stop(&rc->timer);

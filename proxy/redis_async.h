@@ -6,9 +6,10 @@
  *   open --host is a name--> uv_getaddrinfo --+
  *     |                                       v
  *     '--numeric------------------------> redisAsyncConnect (non-blocking), libuv adapter
- *                                             | connected
+ *                                             | AUTH [user] password (when one is set), then
+ *                                             | the commands given so far, in order
  *                                             v
- *                        AUTH [user] password (when one is set) --+OK--> cb(0): ready
+ *                        connected, AUTH +OK (or connected, without a password) --> cb(0): ready
  *   timer (timeout_ms, until ready) ---------> cb(TG_ETIMEOUT)
  *   refused / reset / AUTH refused ----------> cb(TG_EIO / TG_EAUTH)
  *   ready, then the server goes away --------> cb(TG_ECLOSED)
@@ -77,9 +78,11 @@ tg_redis_async *tg_redis_async_open(uv_loop_t *loop, const tg_redis_async_target
 bool tg_redis_async_ready(const tg_redis_async *rc);
 
 /*
- * Sends a command (argv/argvlen are copied) once the connection is ready;
- * cb(ud, reply) follows exactly once (reply NULL: lost or closed first).
- * Returns 0, or TG_EIO when the connection is not ready (no callback).
+ * Sends a command (argv/argvlen are copied). Before the connection is ready
+ * it is queued behind the AUTH (pipelined: a short-lived connection costs one
+ * round trip); should the connection fail, its callback gets NULL. cb(ud,
+ * reply) follows exactly once. Returns 0, or TG_EIO once the connection has
+ * failed or is closed, TG_ENOMEM (no callback either way).
  */
 __attribute__((warn_unused_result)) int tg_redis_async_command(tg_redis_async *rc,
                                                                tg_redis_async_reply_cb cb, void *ud,
