@@ -18,9 +18,9 @@ uint64_t tg_sliding_window_estimate(uint64_t prev, uint64_t cur, uint64_t elapse
     return weighted + cur;
 }
 
-void tg_sliding_window_init(tg_sliding_window *w)
+void tg_sliding_window_init(tg_sliding_window *w, uint64_t now_ms)
 {
-    atomic_init(&w->index, 0);
+    atomic_init(&w->index, now_ms / TG_SLIDING_WINDOW_MS);
     atomic_init(&w->prev, 0);
     atomic_init(&w->cur, 0);
     atomic_init(&w->unflushed, 0);
@@ -57,13 +57,18 @@ uint64_t tg_sliding_window_flush(tg_sliding_window *w, uint64_t now_ms, uint64_t
     uint64_t index = atomic_load_explicit(&w->index, memory_order_relaxed);
     uint64_t taken = atomic_exchange_explicit(&w->unflushed, 0, memory_order_relaxed);
     *window = index;
-    if (now_index > index) {
+    if (now_index == index + 1) {
         uint64_t cur = atomic_load_explicit(&w->cur, memory_order_relaxed);
         /* What was counted belongs to the window that ended; the registry's reply for it
          * raises prev further if other processes counted more. */
-        atomic_store_explicit(&w->prev, now_index == index + 1 ? cur + taken : 0,
-                              memory_order_relaxed);
+        atomic_store_explicit(&w->prev, cur + taken, memory_order_relaxed);
         atomic_store_explicit(&w->cur, 0, memory_order_relaxed);
+        atomic_store_explicit(&w->index, now_index, memory_order_relaxed);
+    } else if (now_index > index + 1) {
+        /* Nothing flushed for two windows or more: take() counted these in now's. */
+        *window = now_index;
+        atomic_store_explicit(&w->prev, 0, memory_order_relaxed);
+        atomic_store_explicit(&w->cur, taken, memory_order_relaxed);
         atomic_store_explicit(&w->index, now_index, memory_order_relaxed);
     } else {
         /* Our own messages stay counted until the registry's total includes them. */

@@ -40,8 +40,8 @@ typedef struct tg_sliding_window {
 uint64_t tg_sliding_window_estimate(uint64_t prev, uint64_t cur, uint64_t elapsed_ms,
                                     uint64_t window_ms);
 
-/* An empty window state. */
-void tg_sliding_window_init(tg_sliding_window *w);
+/* An empty window state for the fixed window of now_ms. */
+void tg_sliding_window_init(tg_sliding_window *w, uint64_t now_ms);
 
 /*
  * Counts one message at now_ms when the estimate stays under limit (0:
@@ -55,7 +55,9 @@ bool tg_sliding_window_take(tg_sliding_window *w, uint64_t limit, uint64_t now_m
 /*
  * Flusher: moves the state to now's fixed window when one has begun. Returns
  * the messages admitted and not yet flushed (taken: unflushed is now 0) and the
- * window they belong to in *window (the old one when it rolled).
+ * window they belong to in *window: the old one when it rolled into the next
+ * (they may be from either; the old one is the usual case at a 100 ms flush),
+ * now's when the state was older than that (take() counted them in now's).
  */
 uint64_t tg_sliding_window_flush(tg_sliding_window *w, uint64_t now_ms, uint64_t *window);
 

@@ -92,7 +92,10 @@ int tg_tenant_count_take(const char *listener, const char *tenant, const tg_tena
         memcpy(s->key, listener, ll + 1);
         memcpy(s->key + ll + 1, tenant, tl + 1);
         tg_token_bucket_init(&s->bucket);
-        tg_sliding_window_init(&s->window);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+        tg_sliding_window_init(&s->window,
+                               (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
         atomic_init(&s->inflight, 0);
         *link = s;
     }

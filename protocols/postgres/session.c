@@ -93,6 +93,9 @@ typedef struct pg_session {
     uint64_t *batch_ends;
     size_t batch_head, batch_len, batch_cap;
     int64_t limit_logged_s; /* rate-limit audit lines: at most one per second */
+    /* The unnamed statement / portal is a lone COMMIT, ROLLBACK...: its Execute is not
+     * limited (ends_transaction; libpq and psycopg send these unnamed). */
+    bool unnamed_stmt_ends_tx, unnamed_portal_ends_tx;
     uint64_t syncs_sent, syncs_received;
     /* COPY FROM STDIN: the backend ignores Syncs while in copy-in mode (libpq sends one
      * right after the Execute of an extended-protocol COPY), so they end no batch. */
@@ -871,6 +874,48 @@ static int judge(tg_conn *c, pg_session *s, tg_slice sql, char **text, size_t *t
     return r < 0 ? r : 1;
 }
 
+/* True when a word of n bytes at p equals w (ASCII, case-insensitive). */
+static bool word_is(const uint8_t *p, size_t n, const char *w)
+{
+    return strlen(w) == n && strncasecmp((const char *)p, w, n) == 0;
+}
+
+/*
+ * The statement is a lone COMMIT / ROLLBACK / END / ABORT [WORK | TRANSACTION]
+ * (with whitespace and one ';' around it). Those are never refused by a rate
+ * or in-flight limit, so a limited tenant can always end the transaction it is
+ * in; anything more in the text (a second statement) makes it an ordinary one.
+ */
+static bool ends_transaction(tg_slice sql)
+{
+    const uint8_t *p = sql.base, *end = sql.base + sql.len;
+    const uint8_t *words[3];
+    size_t lens[3], n = 0;
+    bool semicolon = false;
+    while (p < end) {
+        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+            p++;
+        } else if (*p == ';' && !semicolon) {
+            semicolon = true;
+            p++;
+        } else if (((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') && !semicolon && n < 2) {
+            words[n] = p;
+            while (p < end && ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z'))
+                p++;
+            lens[n] = (size_t)(p - words[n]);
+            n++;
+        } else {
+            return false;
+        }
+    }
+    if (n == 0)
+        return false;
+    bool verb = word_is(words[0], lens[0], "commit") || word_is(words[0], lens[0], "rollback") ||
+                word_is(words[0], lens[0], "end") || word_is(words[0], lens[0], "abort");
+    return verb && (n == 1 || word_is(words[1], lens[1], "work") ||
+                    word_is(words[1], lens[1], "transaction"));
+}
+
 static int on_query(tg_conn *c, pg_session *s, const uint8_t *frame, const tg_pg_msg *m)
 {
     tg_slice sql;
@@ -878,7 +923,7 @@ static int on_query(tg_conn *c, pg_session *s, const uint8_t *frame, const tg_pg
         return TG_EPROTO;
     char *text = NULL;
     size_t text_len;
-    int r = over_limit(c, s, m->size);
+    int r = ends_transaction(sql) ? 0 : over_limit(c, s, m->size);
     if (r == 0)
         r = judge(c, s, sql, &text, &text_len);
     if (r == 0)
@@ -970,6 +1015,24 @@ static int stream_frame(tg_conn *c, tg_side_id to, const uint8_t *p, size_t avai
     return r;
 }
 
+/*
+ * A Bind at p (avail bytes of it read so far): binding the unnamed statement to
+ * the unnamed portal carries its "ends a transaction" over; anything else bound
+ * to the unnamed portal, or names not read yet, clears it.
+ */
+static void note_bind(pg_session *s, const uint8_t *p, size_t avail)
+{
+    if (avail < 6 || p[5] != 0) /* a named portal: the unnamed one is unchanged */
+        return;
+    s->unnamed_portal_ends_tx = avail >= 7 && p[6] == 0 && s->unnamed_stmt_ends_tx;
+}
+
+/* An Execute at p of the unnamed portal while it holds a lone COMMIT / ROLLBACK. */
+static bool executes_tx_end(const pg_session *s, const uint8_t *p, size_t avail)
+{
+    return avail >= 6 && p[5] == 0 && s->unnamed_portal_ends_tx;
+}
+
 static ssize_t relay_client(tg_conn *c, pg_session *s, const uint8_t *data, size_t len)
 {
     size_t off = 0;
@@ -997,7 +1060,9 @@ static ssize_t relay_client(tg_conn *c, pg_session *s, const uint8_t *data, size
             return (ssize_t)len;
         }
         uint64_t frame = 1 + (uint64_t)length;
-        if (type == PqMsg_Execute) {
+        if (type == PqMsg_Bind)
+            note_bind(s, data + off, len - off);
+        if (type == PqMsg_Execute && !executes_tx_end(s, data + off, len - off)) {
             int r = over_limit(c, s, frame);
             if (r < 0)
                 return r;
@@ -1049,10 +1114,14 @@ static ssize_t relay_client(tg_conn *c, pg_session *s, const uint8_t *data, size
             s->syncs_since_cmd = 0;
             r = on_query(c, s, data + off, &m);
             break;
-        case PqMsg_Parse:
+        case PqMsg_Parse: {
+            tg_pg_parse pp;
             count_inflight(s, (uint64_t)n);
+            if (tg_pg_parse_parse(&m, &pp) == 0 && pp.name.len == 0)
+                s->unnamed_stmt_ends_tx = ends_transaction(pp.query);
             r = on_parse(c, s, data + off, &m);
             break;
+        }
         case PqMsg_FunctionCall:
             r = on_function_call(c, s);
             break;

@@ -39,32 +39,33 @@ static void test_take_local(void **state)
 {
     (void)state;
     tg_sliding_window w;
-    tg_sliding_window_init(&w);
-    uint64_t t = 1000000;                       /* second 1000 */
-    assert_int_equal(take_n(&w, 0, t, 50), 50); /* no limit */
-    tg_sliding_window_init(&w);
-    /* The state starts at window 0: far in the past, nothing counted. */
-    assert_int_equal(take_n(&w, 10, t, 20), 10);
-    uint64_t window;
-    assert_int_equal(tg_sliding_window_flush(&w, t + 10, &window), 10);
-    assert_int_equal(window, 0); /* they were counted before the state knew the second */
+    uint64_t t = 1000000, window; /* second 1000 */
+    tg_sliding_window_init(&w, t);
     assert_int_equal(atomic_load(&w.index), 1000);
-    /* Rolled from a window long gone: nothing carried over. */
-    assert_int_equal(atomic_load(&w.prev), 0);
-    assert_int_equal(take_n(&w, 10, t + 20, 20), 10);
-    assert_int_equal(tg_sliding_window_flush(&w, t + 30, &window), 10);
+    assert_int_equal(take_n(&w, 0, t, 50), 50); /* no limit */
+    tg_sliding_window_init(&w, t);
+    assert_int_equal(take_n(&w, 10, t + 5, 20), 10);
+    assert_int_equal(tg_sliding_window_flush(&w, t + 10, &window), 10);
     assert_int_equal(window, 1000);
     assert_int_equal(atomic_load(&w.cur), 10); /* ours, until the registry says more */
     assert_int_equal(take_n(&w, 10, t + 40, 5), 0);
+    /* A state made long ago and never flushed: what it admitted counts in now's window. */
+    tg_sliding_window_init(&w, 0);
+    assert_int_equal(take_n(&w, 10, t + 5, 20), 10);
+    assert_int_equal(tg_sliding_window_flush(&w, t + 10, &window), 10);
+    assert_int_equal(window, 1000);
+    assert_int_equal(atomic_load(&w.index), 1000);
+    assert_int_equal(atomic_load(&w.prev), 0);
+    assert_int_equal(atomic_load(&w.cur), 10);
+    assert_int_equal(take_n(&w, 10, t + 20, 20), 0);
 }
 
 static void test_slides_into_next_second(void **state)
 {
     (void)state;
     tg_sliding_window w;
-    tg_sliding_window_init(&w);
     uint64_t t = 2000000, window;
-    (void)tg_sliding_window_flush(&w, t, &window); /* at second 2000 */
+    tg_sliding_window_init(&w, t); /* at second 2000 */
     assert_int_equal(take_n(&w, 100, t + 100, 100), 100);
     /* Half-way through the next second, before the flusher rolled the state: the unflushed
      * 100 count whole (which window they belong to is not known yet). */
@@ -80,19 +81,24 @@ static void test_slides_into_next_second(void **state)
     assert_int_equal(window, 2001);
     /* At 1.9 s the previous second weighs 10 %: 10 + 50, so 40 more pass. */
     assert_int_equal(take_n(&w, 100, t + 1900, 100), 40);
-    /* Two seconds later nothing of it is left. */
+    /* Two seconds later, with no flush in between (registry down), what was never
+     * flushed still counts whole (the stricter view); the second before is gone. */
     assert_int_equal(tg_sliding_window_flush(&w, t + 3950, &window), 40);
+    assert_int_equal(window, 2003);
     assert_int_equal(atomic_load(&w.prev), 0);
-    assert_int_equal(take_n(&w, 100, t + 3950, 200), 100);
+    assert_int_equal(take_n(&w, 100, t + 3950, 200), 60);
+    /* Flushed in time from then on, two seconds later it is all gone. */
+    assert_int_equal(tg_sliding_window_flush(&w, t + 4950, &window), 60);
+    assert_int_equal(tg_sliding_window_flush(&w, t + 5950, &window), 0);
+    assert_int_equal(take_n(&w, 100, t + 5999, 200), 100);
 }
 
 static void test_registry_totals(void **state)
 {
     (void)state;
     tg_sliding_window w;
-    tg_sliding_window_init(&w);
     uint64_t t = 5000000, window;
-    (void)tg_sliding_window_flush(&w, t, &window);
+    tg_sliding_window_init(&w, t);
     assert_int_equal(take_n(&w, 100, t + 10, 10), 10);
     assert_int_equal(tg_sliding_window_flush(&w, t + 100, &window), 10);
     /* Other processes counted 80 more in this second. */
