@@ -130,8 +130,9 @@ class Proc:
     def pg(self, tenant=None, token=None, **kw):
         token = token or self.env.tokens.mint(tenant)
         kw.setdefault("autocommit", True)
+        kw.setdefault("connect_timeout", 10)
         return psycopg.connect(host="127.0.0.1", port=self.pg_port(), user="app", dbname="app",
-                               password=token, sslmode="disable", connect_timeout=10, **kw)
+                               password=token, sslmode="disable", **kw)
 
     def redis(self, tenant=None, token=None, **kw):
         token = token or self.env.tokens.mint(tenant)
@@ -201,7 +202,7 @@ def registry_env(tmp, procs=({},), pg=None):
     workdir = str(tmp)
     own_pg = pg is None
     started = []
-    backend = registry = None
+    backend = registry = env = None
     try:
         if own_pg:
             pg = pf.PgServer()
@@ -249,9 +250,9 @@ def registry_env(tmp, procs=({},), pg=None):
             finally:
                 proxy.kill()
                 proxy.close_files()
-        for srv in (backend, registry):
-            if srv:
-                srv.stop()
+        # a test may have replaced the registry's server (killed and started again)
+        for srv in {backend, registry, env.registry.server if env else None} - {None}:
+            srv.stop()
         if own_pg and pg is not None:
             pg.stop()
         assert not errors, "\n".join(errors)
