@@ -175,6 +175,16 @@ static int cmd_check(const char *path, bool offline)
                 failed = 1;
         }
     }
+    const char *registry = rt->cfg->tenants.registry.address;
+    if (registry && !offline) {
+        char why[256];
+        if (preflight_connect(registry, why, sizeof(why)) < 0) {
+            printf("tenant registry %s: unreachable: %s\n", registry, why);
+            failed = 1;
+        } else {
+            printf("tenant registry %s: reachable\n", registry);
+        }
+    }
     tg_runtime_unref(rt);
     return failed;
 }

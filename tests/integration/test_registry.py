@@ -300,3 +300,28 @@ def test_registry_slug_must_match_sni(env):
     env.registry.r().publish(f"{PREFIX}events", f"tenant {t}")
     with psycopg.connect(**tls_conninfo(p, other, "evil" + SNI_SUFFIX)) as c:
         assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_cli_and_check(env):
+    p = env.procs[0]
+    env.registry.set_tenant("shown", status="active", slug="shown-eu", messages_per_second=9)
+    r = p.cli("show", "shown")
+    assert r.returncode == 0, r.stderr
+    assert "status: active" in r.stdout and "messages_per_second: 9" in r.stdout
+    assert "verdict: ok" in r.stdout
+    r = p.cli("show", "nobody-here")
+    assert r.returncode == 0 and "verdict: tenant not registered" in r.stdout, r.stdout
+    for args, code, text in ((("suspend", "bad tenant!"), 1, "not a tenant id"),
+                             (("revoke-jti", "has space"), 1, "printable"),
+                             (("revoke-jti", "j", "--exp", "soon"), 1, "--exp"),
+                             (("frobnicate", "x"), 2, "usage"),
+                             ((), 2, "usage")):
+        r = p.cli(*args)
+        assert r.returncode == code and text in (r.stderr + r.stdout), (args, r)
+    # A config without a registry is refused by the CLI.
+    r = h.run_tg(["tenant", "-c", str(h.TG_SOURCE_DIR) + "/deploy/k8s/base/tenantgate.yaml",
+                  "suspend", "x"])
+    assert r.returncode == 1
+    # `check` reaches the registry too.
+    r = h.run_tg(["check", "-c", p.proxy.cfg_path], timeout=60)
+    assert f"tenant registry {env.registry.server.address}: reachable" in r.stdout, r.stdout

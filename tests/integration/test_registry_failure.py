@@ -15,6 +15,7 @@ and no invalidation published for it):
   - new sessions work again on tg0; /readyz is 200; both processes exit cleanly
 """
 
+import copy
 import os
 import threading
 import time
@@ -170,3 +171,37 @@ def test_registry_killed_and_restarted_under_load(env):
     assert r.cmd("AUTH", env.tokens.mint(VICTIM)) == \
         ("ERR", b"WRONGPASS tenantgate: tenant suspended")
     r.close()
+
+
+def test_reload_keeps_replaces_and_drops_the_registry(env):
+    """SIGHUP: the same registry is kept (sessions and subscriptions go on), a config
+    without it stops asking, and one with it again reconnects and ends what it must."""
+    p = env.procs[0]
+    env.registry.set_tenant("reloaded", status="active")
+    raw = p.raw_redis("reloaded")
+    cfg = copy.deepcopy(p.proxy.cfg)
+    cfg["tenants"]["cache_ttl_s"] = 5
+    cfg["tenants"]["require_registered"] = True
+    assert "config reloaded" in p.proxy.reload(cfg)
+    assert p.metric("tenantgate_registry_up") == 1
+    assert raw.cmd("PING") == b"PONG"
+    # New sessions use the new config (open ones keep theirs, as with every reload).
+    fresh = Raw(p.redis_port())
+    assert fresh.cmd("AUTH", env.tokens.mint("nobody")) == \
+        ("ERR", b"WRONGPASS tenantgate: tenant not registered")
+    fresh.close()
+    without = copy.deepcopy(cfg)
+    del without["tenants"]
+    assert "config reloaded" in p.proxy.reload(without)
+    deadline = time.monotonic() + h.scaled(5)  # both workers have applied it: no registry
+    while p.metric("tenantgate_registry_up") is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert p.metric("tenantgate_registry_up") is None
+    other = p.raw_redis("nobody")  # nothing is asked any more
+    assert other.cmd("PING") == b"PONG"
+    other.close()
+    assert "config reloaded" in p.proxy.reload(cfg)
+    wait_registry_up(p)
+    env.registry.set_tenant("reloaded", status="suspended")
+    assert redis_error_and_close(raw, h.scaled(2)) == "ERR tenantgate: tenant suspended"
+    raw.close()
