@@ -170,12 +170,21 @@ tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s)
     return TG_TENANT_PASS;
 }
 
-uint64_t tg_tenant_count_inflight_add(tg_tenant_slot *s, uint64_t n)
+bool tg_tenant_count_inflight_limited(const tg_tenant_slot *s)
 {
-    if (!atomic_load_explicit(&s->inflight_max, memory_order_relaxed))
-        return 0;
-    atomic_fetch_add_explicit(&s->inflight, n, memory_order_relaxed);
-    return n;
+    return atomic_load_explicit(&s->inflight_max, memory_order_relaxed) != 0;
+}
+
+void tg_tenant_count_inflight_add(tg_tenant_slot *s, uint64_t n)
+{
+    if (n)
+        atomic_fetch_add_explicit(&s->inflight, n, memory_order_relaxed);
+}
+
+void tg_tenant_count_inflight_give(tg_tenant_slot *s, uint64_t n)
+{
+    if (n)
+        atomic_fetch_sub_explicit(&s->inflight, n, memory_order_relaxed);
 }
 
 bool tg_tenant_count_inflight_full(const tg_tenant_slot *s, uint64_t n)
@@ -185,12 +194,6 @@ bool tg_tenant_count_inflight_full(const tg_tenant_slot *s, uint64_t n)
         return false;
     uint64_t cur = atomic_load_explicit(&s->inflight, memory_order_relaxed);
     return n > max || cur > max - n;
-}
-
-void tg_tenant_count_inflight_give(tg_tenant_slot *s, uint64_t taken)
-{
-    if (taken)
-        atomic_fetch_sub_explicit(&s->inflight, taken, memory_order_relaxed);
 }
 
 void tg_tenant_count_update(const char *tenant, const tg_tenant_record *rec,

@@ -5,8 +5,8 @@
  *   session authenticates --take(listener, tenant, limits)--> slot (count < max_connections?)
  *   every request --message(slot)--> token bucket (messages_per_second, burst)
  *                                    + sliding window (global_messages_per_second)
- *   request about to go --inflight_full?--> refused; sent --inflight_add--> answered
- *       --inflight_give: request bytes in flight (max_inflight_bytes)
+ *   request about to go --inflight_full?--> refused; sent, answered: counted by the session,
+ *       published per read (inflight_add / inflight_give): bytes in flight (max_inflight_bytes)
  *   session closes --give(slot)
  *   registry says the tenant's limits changed --update(tenant, record)--> every listener's slot
  *
@@ -55,17 +55,20 @@ typedef enum {
 tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s);
 
 /*
- * n request bytes are on their way to the backend (already decided). Returns
- * what to give back once they are answered: n, or 0 when the slot has no
- * max_inflight_bytes (nothing is counted then).
+ * Request bytes in flight (max_inflight_bytes). While the slot has a limit
+ * (limited), a session counts what it sends and what gets answered, and
+ * publishes the sums with add / give once per read rather than per request,
+ * so the shared counter's cache line is not bounced between workers on every
+ * message; full() checks a request against it (plus what the caller has
+ * counted and not published yet). The count is only as exact as that: the
+ * limit bounds memory and backend queues, it is not a per-byte quota.
  */
-uint64_t tg_tenant_count_inflight_add(tg_tenant_slot *s, uint64_t n);
+bool tg_tenant_count_inflight_limited(const tg_tenant_slot *s);
+void tg_tenant_count_inflight_add(tg_tenant_slot *s, uint64_t n);
+void tg_tenant_count_inflight_give(tg_tenant_slot *s, uint64_t n);
 
 /* True when n more bytes would take the tenant over its max_inflight_bytes (0: never). */
 bool tg_tenant_count_inflight_full(const tg_tenant_slot *s, uint64_t n);
-
-/* Gives back what tg_tenant_count_inflight_add returned, once answered. */
-void tg_tenant_count_inflight_give(tg_tenant_slot *s, uint64_t taken);
 
 /*
  * The registry changed the tenant's record: every listener's slot of it gets

@@ -29,6 +29,14 @@
  * Messages the session does not need to read (DataRow, CopyData, Bind, ...)
  * are streamed through as they arrive, so a 50 MB row never sits whole in
  * the proxy.
+ *
+ * Tenant limits (proxy/tenant_count.h) use the same poison: a Query or an
+ * Execute over the tenant's rate or in-flight limit is refused with 53400
+ * (an Execute is skipped and replaced by a Parse of a statement that never
+ * comes to exist, so the client's statements and portals are untouched); a
+ * lone COMMIT / ROLLBACK never is. Bytes count as in flight from the client
+ * frame until the ReadyForQuery of its batch (a ring of batch ends). The
+ * tenant registry may end the session at any time (pg_kick: FATAL 57P01).
  */
 #include "protocols/postgres/session.h"
 
@@ -87,9 +95,10 @@ typedef struct pg_session {
     uint64_t pass_client, pass_backend; /* bytes of a streamed frame still to relay */
     uint64_t drop_client;               /* bytes of a refused streamed frame still to skip */
     /* Request bytes in flight (max_inflight_bytes): what was counted in total, what was
-     * given back, and the total at the end of each batch whose ReadyForQuery is due
+     * answered, what of both is published in the tenant's slot (once per read:
+     * inflight_sync), and the total at the end of each batch whose ReadyForQuery is due
      * (a ring of syncs_sent - syncs_received entries). */
-    uint64_t inflight_total, inflight_given;
+    uint64_t inflight_total, inflight_given, inflight_added, inflight_released;
     uint64_t *batch_ends;
     size_t batch_head, batch_len, batch_cap;
     int64_t limit_logged_s; /* rate-limit audit lines: at most one per second */
@@ -779,17 +788,26 @@ static void batch_answered(pg_session *s)
     uint64_t end = s->batch_ends[s->batch_head];
     s->batch_head = (s->batch_head + 1) % s->batch_cap;
     s->batch_len--;
-    if (s->slot && end > s->inflight_given) {
-        tg_tenant_count_inflight_give(s->slot, end - s->inflight_given);
+    if (end > s->inflight_given)
         s->inflight_given = end;
-    }
 }
 
 /* A client frame of n bytes goes to the backend. */
 static void count_inflight(pg_session *s, uint64_t n)
 {
-    if (s->slot)
-        s->inflight_total += tg_tenant_count_inflight_add(s->slot, n);
+    if (s->slot && tg_tenant_count_inflight_limited(s->slot))
+        s->inflight_total += n;
+}
+
+/* Publishes what was counted and answered since the last sync (once per read). */
+static void inflight_sync(pg_session *s)
+{
+    if (!s->slot)
+        return;
+    tg_tenant_count_inflight_add(s->slot, s->inflight_total - s->inflight_added);
+    tg_tenant_count_inflight_give(s->slot, s->inflight_given - s->inflight_released);
+    s->inflight_added = s->inflight_total;
+    s->inflight_released = s->inflight_given;
 }
 
 /*
@@ -810,7 +828,8 @@ static int over_limit(tg_conn *c, pg_session *s, uint64_t n)
     } else if (rate == TG_TENANT_GLOBAL_LIMITED) {
         reason = "global rate limit exceeded for tenant";
         metric = TG_REJECT_global_rate_limit;
-    } else if (tg_tenant_count_inflight_full(s->slot, n)) {
+    } else if (tg_tenant_count_inflight_full(s->slot,
+                                             n + (s->inflight_total - s->inflight_added))) {
         reason = "too many request bytes in flight for tenant";
         metric = TG_REJECT_inflight_bytes;
     } else {
@@ -1286,8 +1305,11 @@ static ssize_t pg_data(tg_conn *c, void *session, tg_side_id from, const uint8_t
             return on_startup(c, s, data, len);
         case ST_AUTH:
             return on_password(c, s, data, len);
-        case ST_READY:
-            return relay_client(c, s, data, len);
+        case ST_READY: {
+            ssize_t n = relay_client(c, s, data, len);
+            inflight_sync(s);
+            return n;
+        }
         case ST_BACKEND:
             return 0; /* pipelined ahead of ReadyForQuery: kept until the backend is ready */
         case ST_CANCEL:
@@ -1298,8 +1320,11 @@ static ssize_t pg_data(tg_conn *c, void *session, tg_side_id from, const uint8_t
         switch (s->state) {
         case ST_BACKEND:
             return on_backend_startup(c, s, data, len);
-        case ST_READY:
-            return relay_backend(c, s, data, len);
+        case ST_READY: {
+            ssize_t n = relay_backend(c, s, data, len);
+            inflight_sync(s);
+            return n;
+        }
         default:
             return (ssize_t)len; /* a cancel connection's answer, or a session ending */
         }
@@ -1313,8 +1338,9 @@ static void pg_close(tg_conn *c, void *session)
     if (s->key_registered)
         tg_pg_cancel_unregister(s->proxy_key);
     /* the tenant's slot is proxy/auth.c's (given back after this); its bytes are ours */
-    if (s->slot && s->inflight_total > s->inflight_given)
-        tg_tenant_count_inflight_give(s->slot, s->inflight_total - s->inflight_given);
+    inflight_sync(s);
+    if (s->slot)
+        tg_tenant_count_inflight_give(s->slot, s->inflight_added - s->inflight_released);
     tg_scram_free(s->scram);
     tg_buf_free(&s->params);
     tg_buf_free(&s->out);

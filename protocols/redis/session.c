@@ -105,12 +105,19 @@
  *     listener: fetch IDLE --CAS by one session--> RUNNING --reply parsed--> DONE
  *                                  ^---- that session closed first ----'
  *
- * - Connections per tenant (redis.max_connections_per_tenant): a slot is
- *   taken when a session authenticates and held until it closes; AUTH as
- *   another tenant takes the new tenant's slot before giving back the old one
- *   (over the limit: -NOPERM, and the session stays as it was). The first AUTH
- *   over the limit is answered -NOPERM and the connection closed, as
- *   PostgreSQL's FATAL 53300 closes it.
+ * - Connections per tenant (redis.max_connections_per_tenant, tenants.limits,
+ *   the registry's override): a slot is taken when a session authenticates
+ *   (proxy/auth.c, tg_auth_admit) and held until it closes; AUTH as another
+ *   tenant takes the new tenant's slot before giving back the old one (over
+ *   the limit: -NOPERM, and the session stays as it was). The first AUTH over
+ *   the limit is answered -NOPERM and the connection closed, as PostgreSQL's
+ *   FATAL 53300 closes it.
+ * - The tenant registry: an AUTH waits (RS_WAIT) while the registry is asked;
+ *   a suspension or revocation ends the session (rs_kick: -ERR, close).
+ * - Rate limits and bytes in flight (tenants.limits): a command the tenant may
+ *   not send now is answered -BUSY in order (inside MULTI: EXECABORT later);
+ *   MULTI, EXEC and DISCARD always pass. Request bytes count as in flight from
+ *   forwarding to their reply (the FIFO entry), published once per read.
  * - Requests and replies are buffered whole (bounded by the codec limits:
  *   512 MiB bulks), not streamed.
  * - Backend error replies are forwarded as they are (a key quoted in an error
@@ -192,6 +199,8 @@ typedef struct rs_session {
     const tg_redis_table *table; /* what this session judges with (chosen when it opened) */
     bool fetching;               /* this session's COMMAND reply is still due (rl->fetch RUNNING) */
     tg_tenant_slot *slot;        /* the admitted tenant's limits (proxy/auth.c owns it) */
+    uint64_t inflight_sent;      /* request bytes counted since the last sync (inflight_sync) */
+    uint64_t inflight_answered;  /* ... and answered since then */
     int64_t limit_logged_s;      /* rate-limit audit lines: at most one per second */
     bool authed;                 /* the client is authenticated (tenant and prefix valid) */
     bool connecting;             /* backend asked for, not up yet: client input waits */
@@ -588,9 +597,20 @@ static int build_hello(tg_buf *b, int ver, const rs_hello *h)
     return tg_resp_write_request(b, argv, h && h->has_name ? 4 : 2);
 }
 
+/* Publishes what this session counted in flight since the last sync (once per read). */
+static void inflight_sync(rs_session *s)
+{
+    if (!s->slot)
+        return;
+    tg_tenant_count_inflight_add(s->slot, s->inflight_sent);
+    tg_tenant_count_inflight_give(s->slot, s->inflight_answered);
+    s->inflight_sent = s->inflight_answered = 0;
+}
+
 /* Gives back the request bytes in flight counted against the admitted tenant. */
 static void give_inflight(rs_session *s)
 {
+    inflight_sync(s);
     for (size_t i = 0; i < s->fifo_len; i++) {
         rs_expect *e = &s->fifo[(s->fifo_head + i) % s->fifo_cap];
         if (e->inflight && s->slot)
@@ -1016,7 +1036,7 @@ static int over_limit(tg_conn *c, rs_session *s, const tg_slice *argv, size_t re
     } else if (rate == TG_TENANT_GLOBAL_LIMITED) {
         reason = "global rate limit exceeded, retry later";
         metric = TG_REJECT_global_rate_limit;
-    } else if (tg_tenant_count_inflight_full(s->slot, req_len)) {
+    } else if (tg_tenant_count_inflight_full(s->slot, req_len + s->inflight_sent)) {
         reason = "too many request bytes in flight, retry later";
         metric = TG_REJECT_inflight_bytes;
     } else {
@@ -1114,8 +1134,10 @@ static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_
     if ((r = expect(s, action, v.reply)) < 0)
         return r;
     rs_expect *e = last_expect(s);
-    if (s->slot)
-        e->inflight = tg_tenant_count_inflight_add(s->slot, req_len);
+    if (s->slot && tg_tenant_count_inflight_limited(s->slot)) {
+        e->inflight = req_len;
+        s->inflight_sent += req_len;
+    }
     if (sub < 0)
         return 0;
     e->sub = (uint8_t)(sub + 1);
@@ -1649,8 +1671,7 @@ static void fifo_pop(rs_session *s)
 {
     if (s->fifo[s->fifo_head].action == RS_PUBSUB)
         s->pubsub_pending--;
-    if (s->fifo[s->fifo_head].inflight && s->slot)
-        tg_tenant_count_inflight_give(s->slot, s->fifo[s->fifo_head].inflight);
+    s->inflight_answered += s->fifo[s->fifo_head].inflight;
     s->fifo_head = (s->fifo_head + 1) % s->fifo_cap;
     s->fifo_len--;
 }
@@ -1782,14 +1803,14 @@ static int rs_backend_ready(tg_conn *c, void *session)
 static ssize_t rs_data(tg_conn *c, void *session, tg_side_id from, const uint8_t *data, size_t len)
 {
     rs_session *s = session;
-    if (from == TG_SIDE_CLIENT) {
-        if (s->done)
-            return (ssize_t)len;
-        return relay_client(c, s, data, len);
-    }
-    if (!s->backend_up || s->done)
-        return (ssize_t)len;
-    return relay_backend(c, s, data, len);
+    ssize_t n;
+    if (from == TG_SIDE_CLIENT)
+        n = s->done ? (ssize_t)len : relay_client(c, s, data, len);
+    else
+        n = !s->backend_up || s->done ? (ssize_t)len : relay_backend(c, s, data, len);
+    if (s->inflight_sent | s->inflight_answered)
+        inflight_sync(s);
+    return n;
 }
 
 static void rs_expire(tg_conn *c, void *session)
