@@ -68,6 +68,9 @@ class Options:
         self.keep_tmp = os.environ.get("BENCH_KEEP_TMP", "") == "1"
         self.tg_bin = os.environ.get("TG_BIN") or os.path.join(ROOT, "build-bench", "tenantgate")
         self.tg_build = os.environ.get("TG_BUILD_DESC", "")
+        # "1": tenantgate-{pg,redis}-limits targets with per-tenant limits checked on every
+        # message; "registry": with a tenant registry and the global window too.
+        self.tenant_limits = os.environ.get("BENCH_TENANT_LIMITS", "").strip()
 
 
 class Interrupted(Exception):
@@ -295,7 +298,8 @@ def bench(opts, reg, tmp, stamp, host, now):
         ("commit", git_facts()),
         ("tenantgate", "%s (%s), workers %d" % (
             peers.Tenantgate().version(opts), opts.tg_build or opts.tg_bin, opts.workers)),
-        ("peers", "; ".join(v for n, v in peer_versions if n != "tenantgate") or "none"),
+        ("peers", "; ".join(v for n, v in peer_versions if not n.startswith("tenantgate"))
+                  or "none"),
         ("servers", "; ".join(server_versions)),
         ("machine", "%d CPUs shared by load generator, proxy and server; load average %.2f at "
                     "start, %.2f at end" % (os.cpu_count(), load_start, procs.loadavg())),

@@ -169,6 +169,53 @@ class Tenantgate:
         return targets
 
 
+class TenantgateLimits:
+    """A second tenantgate with the same postgres and redis listeners plus per-tenant limits
+    that are checked on every message but never reached (BENCH_TENANT_LIMITS=rate: the token
+    bucket; =1: the bucket and the in-flight byte count; =registry: also a tenant registry on
+    the bench redis-server and the global sliding window flushed to it). Compared with
+    tenantgate-pg and tenantgate-redis of the same run, the rows show what the limiter costs."""
+
+    name = "tenantgate-limits"
+    kinds = ("postgres", "redis")
+
+    def version(self, opts):
+        return _version([opts.tg_bin, "--version"])
+
+    def start(self, ctx):
+        mode = ctx.opts.tenant_limits
+        if mode not in ("rate", "1", "registry"):
+            return []
+        _dev_token(ctx)
+        limits = {"messages_per_second": 100000000, "burst": 100000000}
+        if mode != "rate":
+            limits["max_inflight_bytes"] = 4294967295
+        tenants = {"limits": limits}
+        if mode == "registry" and "redis" in ctx.backends:
+            limits["global_messages_per_second"] = 100000000
+            tenants["registry"] = {"address": "%s:%d" % ctx.backends["redis"],
+                                   "key_prefix": "benchreg:"}
+        top = {"auth": ctx.tenantgate_top["auth"], "tenants": tenants}
+        rows, listeners = [], []
+        for tname, kind, factory in (("tenantgate-limits-pg", "postgres", pg_listener),
+                                     ("tenantgate-limits-redis", "redis", redis_listener)):
+            if kind not in ctx.backends:
+                continue
+            port = procs.free_port()
+            listener, extra = factory(ctx, kind, ctx.backends[kind], port)
+            listener["name"] += "-limits"
+            listeners.append(listener)
+            rows.append((tname, kind, port, extra))
+        proc = start_tenantgate(ctx, "tenantgate-limits", listeners, top=top)
+        targets = []
+        for tname, kind, port, extra in rows:
+            procs.wait_port(port, proc)
+            targets.append(Target(tname, kind, "127.0.0.1", port, pid=proc.pid, proc=proc,
+                                  notes="limits %s, workers %d" % (mode, ctx.opts.workers),
+                                  **extra))
+        return targets
+
+
 # ---- HAProxy -------------------------------------------------------------------
 
 
@@ -297,4 +344,4 @@ class Nutcracker:
                        notes="1 server, no auto eject")]
 
 
-PEERS = [Tenantgate(), Haproxy(), Pgbouncer(), Nutcracker()]
+PEERS = [Tenantgate(), TenantgateLimits(), Haproxy(), Pgbouncer(), Nutcracker()]
