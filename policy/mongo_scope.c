@@ -1237,6 +1237,43 @@ bool tg_mongo_tenant_unmap_db(const tg_mongo_tenant *t, const char *backend, siz
     return true;
 }
 
+/* ---- structural validation --------------------------------------------------------------- */
+
+static bool bson_valid_at(const uint8_t *data, size_t len, int depth)
+{
+    bson_t b;
+    bson_iter_t it;
+    if (depth > TG_MONGO_BSON_MAX_DEPTH || !bson_init_static(&b, data, len) ||
+        !bson_iter_init(&it, &b))
+        return false;
+    while (bson_iter_next(&it)) {
+        uint32_t l = 0, sl = 0;
+        const uint8_t *p = NULL;
+        switch (bson_iter_type(&it)) {
+        case BSON_TYPE_DOCUMENT:
+            bson_iter_document(&it, &l, &p);
+            break;
+        case BSON_TYPE_ARRAY:
+            bson_iter_array(&it, &l, &p);
+            break;
+        case BSON_TYPE_CODEWSCOPE:
+            if (!bson_iter_codewscope(&it, &sl, &l, &p))
+                return false;
+            break;
+        default:
+            continue;
+        }
+        if (!p || !bson_valid_at(p, l, depth + 1))
+            return false;
+    }
+    return it.err_off == 0; /* the iteration ended at the final NUL, not at an error */
+}
+
+bool tg_mongo_bson_valid(const uint8_t *data, size_t len)
+{
+    return data && bson_valid_at(data, len, 0);
+}
+
 /* ---- the per-command context ------------------------------------------------------------- */
 
 typedef struct sc {
@@ -2742,7 +2779,8 @@ static int emit_doc_seq(sc *c, const tg_mongo_seq *in, tg_mongo_seq_out *out, do
         }
         memcpy(&dl, p, 4);
         dl = (int32_t)BSON_UINT32_FROM_LE((uint32_t)dl);
-        if (dl < 5 || (size_t)dl > left || !bson_init_static(&src, p, (size_t)dl)) {
+        if (dl < 5 || (size_t)dl > left || !tg_mongo_bson_valid(p, (size_t)dl) ||
+            !bson_init_static(&src, p, (size_t)dl)) {
             rc = deny(c, "malformed document sequence", "");
             break;
         }
@@ -3258,9 +3296,15 @@ tg_mongo_verdict tg_mongo_scope_command(tg_mongo_tenant *t, const bson_t *body,
     uint8_t *buf = bson_malloc(cap);
     bson_writer_t *w = bson_writer_new(&buf, &cap, 0, bson_realloc_ctx, NULL);
     bson_t *dst = NULL;
-    int rc = !bson_writer_begin(w, &dst)     ? deny(&c, "out of memory", "")
-             : nseq > TG_MONGO_SCOPE_MAX_SEQ ? deny(&c, "too many document sequences", "")
-                                             : scope_body(&c, body, dst, seqs, nseq, false, 0);
+    int rc;
+    if (!bson_writer_begin(w, &dst))
+        rc = deny(&c, "out of memory", "");
+    else if (nseq > TG_MONGO_SCOPE_MAX_SEQ)
+        rc = deny(&c, "too many document sequences", "");
+    else if (!tg_mongo_bson_valid(bson_get_data(body), body->len))
+        rc = deny(&c, "malformed BSON", "");
+    else
+        rc = scope_body(&c, body, dst, seqs, nseq, false, 0);
     if (rc == 0) {
         bson_writer_end(w);
         len = bson_writer_get_length(w);
@@ -3492,6 +3536,8 @@ int tg_mongo_scope_reply(tg_mongo_tenant *t, const tg_mongo_reply_map *m, const 
     int rc = 0;
     *out = NULL;
     *out_len = 0;
+    if (m->kind != TG_MONGO_REPLY_NONE && !tg_mongo_bson_valid(bson_get_data(reply), reply->len))
+        return TG_EPROTO;
     switch (m->kind) {
     case TG_MONGO_REPLY_NONE:
         return 0;

@@ -19,9 +19,10 @@
  *        ──> cursor.ns mapped back, listDatabases reduced to the tenant's databases,
  *            change events' namespaces and lsids mapped back
  *
- * Inputs are views the caller owns and has validated with libbson
- * (bson_validate, at least structurally): the scoper never trusts a length it
- * has not checked, but it relies on every document being well-formed BSON.
+ * Inputs are views the caller owns. The scoper checks every document itself
+ * with tg_mongo_bson_valid before looking inside (libbson 1.23's bson_validate
+ * silently skips an embedded document or array whose length prefix or final
+ * byte is wrong, so its "valid" is not enough) and refuses malformed BSON.
  * Outputs are new byte buffers (the wire needs bytes, and a bson_t's 128-byte
  * alignment does not survive being embedded in a malloc'd session). Pure
  * functions: no I/O, no globals; a tg_mongo_scope may be shared by any number
@@ -229,6 +230,17 @@ __attribute__((warn_unused_result)) int tg_mongo_scope_reply(tg_mongo_tenant *t,
                                                              uint32_t *out_len);
 
 /* ---- helpers (exposed for the session and tests) ----------------------------------------- */
+
+/* Deepest document nesting tg_mongo_bson_valid accepts (MongoDB's own limit). */
+#define TG_MONGO_BSON_MAX_DEPTH 200
+
+/*
+ * True when data (len bytes) is exactly one well-formed BSON document: every
+ * element's length within its parent, every embedded document, array and
+ * code-with-scope scope itself well-formed (length prefix, final NUL, no bytes
+ * after the last element), nesting at most TG_MONGO_BSON_MAX_DEPTH.
+ */
+bool tg_mongo_bson_valid(const uint8_t *data, size_t len);
 
 /*
  * The backend lsid id of a client's (16 bytes each): the first 16 bytes of

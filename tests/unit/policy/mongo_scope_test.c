@@ -1140,6 +1140,52 @@ static void test_attack_duplicates(void **state)
     denies(F, "{'find': 'o', '$audit': {}, '$db': 'app'}", "unknown field");
 }
 
+/* Bytes libbson's bson_validate accepts but that are not BSON: refused. */
+static void test_malformed_bson(void **state)
+{
+    (void)state;
+    /* {find: "o", filter: [array of 1 element whose final byte is 'x'], $db: "app"} */
+    bson_t *b = BCON_NEW("find", "o", "filter", "[", BCON_INT32(1), "]", "$db", "app");
+    uint8_t *raw = malloc(b->len);
+    memcpy(raw, bson_get_data(b), b->len);
+    size_t arr = 4 + 1 + 5 + 4 + 2 + 1 + 7; /* the array value: after "find" and "filter" keys */
+    uint32_t alen;
+    memcpy(&alen, raw + arr, 4);
+    raw[arr + alen - 1] = 'x';
+    bson_t bad;
+    assert_true(bson_init_static(&bad, raw, b->len));
+    assert_true(bson_validate(&bad, BSON_VALIDATE_NONE, NULL)); /* libbson's gap */
+    assert_false(tg_mongo_bson_valid(raw, b->len));
+    tg_mongo_scoped r;
+    tg_mongo_scoped_init(&r);
+    assert_int_equal(tg_mongo_scope_command(F, &bad, NULL, 0, &r), TG_MONGO_DENY);
+    assert_string_equal(r.reason, "malformed BSON");
+    /* the same inside a kind 1 document, and as a reply */
+    bson_t *ins = BCON_NEW("insert", "o", "$db", "app");
+    tg_mongo_seq seq = {tg_slice_str("documents"), {raw, b->len}};
+    assert_int_equal(tg_mongo_scope_command(F, ins, &seq, 1, &r), TG_MONGO_DENY);
+    assert_string_equal(r.reason, "malformed document sequence");
+    seq.docs.len = b->len - 1; /* a truncated sequence */
+    memcpy(raw, bson_get_data(b), b->len);
+    assert_int_equal(tg_mongo_scope_command(F, ins, &seq, 1, &r), TG_MONGO_DENY);
+    assert_string_equal(r.reason, "malformed document sequence");
+    raw[arr + alen - 1] = 'x';
+    tg_mongo_reply_map m = {TG_MONGO_REPLY_CURSOR, "app", "app_acme"};
+    uint8_t *out = NULL;
+    uint32_t len = 0;
+    assert_int_equal(tg_mongo_scope_reply(D, &m, &bad, &out, &len), TG_EPROTO);
+    assert_null(out);
+    tg_mongo_scoped_clear(&r);
+    bson_destroy(ins);
+    bson_destroy(b);
+    free(raw);
+    assert_false(tg_mongo_bson_valid(NULL, 0));
+    uint8_t tiny[5] = {5, 0, 0, 0, 0};
+    assert_true(tg_mongo_bson_valid(tiny, 5));
+    tiny[4] = 1;
+    assert_false(tg_mongo_bson_valid(tiny, 5));
+}
+
 static void test_attack_db(void **state)
 {
     (void)state;
@@ -1239,14 +1285,14 @@ static void test_attack_depth(void **state)
 {
     (void)state;
     const char *reason;
-    /* 200 nested $and (beyond what the JSON parser even reads): denied, bounded recursion */
-    bson_t *f = wrap(J("{'a': 1}"), "$and", true, NULL, 200);
+    /* 90 nested $and (beyond what the JSON parser even reads): denied, bounded recursion */
+    bson_t *f = wrap(J("{'a': 1}"), "$and", true, NULL, 90);
     assert_int_equal(run_built(F, "find", "filter", f, false, &reason), TG_MONGO_DENY);
     assert_string_equal(reason, "nested too deeply");
     bson_destroy(f);
-    /* 1000 nested $not inside $expr */
+    /* 75 nested $not inside $expr */
     bson_t *e = J("{'$eq': [1, 1]}");
-    e = wrap(e, "$not", true, NULL, 1000);
+    e = wrap(e, "$not", true, NULL, 75);
     bson_t *x = bson_new();
     bson_append_document(x, "$expr", -1, e);
     assert_int_equal(run_built(F, "find", "filter", x, false, &reason), TG_MONGO_DENY);
@@ -1255,7 +1301,7 @@ static void test_attack_depth(void **state)
     bson_destroy(e);
     /* nested $facet pipelines, nested $lookup pipelines, nested $elemMatch */
     bson_t *p = bson_new(); /* [] */
-    for (int i = 0; i < 70; i++) {
+    for (int i = 0; i < 66; i++) {
         bson_t *stage = bson_new(), facet, *arr = bson_new();
         bson_append_document_begin(stage, "$facet", -1, &facet);
         bson_append_array(&facet, "f", -1, p);
@@ -1269,7 +1315,7 @@ static void test_attack_depth(void **state)
     assert_string_equal(reason, "nested too deeply");
     bson_destroy(p);
     bson_t *em = wrap(J("{'x': 1}"), "$elemMatch", false, NULL, 1);
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 30; i++) {
         bson_t *w = bson_new();
         bson_append_document(w, "a", -1, em);
         bson_destroy(em);
@@ -1281,6 +1327,11 @@ static void test_attack_depth(void **state)
     assert_string_equal(reason, "nested too deeply");
     bson_destroy(ef);
     bson_destroy(em);
+    /* beyond MongoDB's own BSON depth: malformed, whatever the field */
+    bson_t *deep = wrap(J("{'a': 1}"), "x", false, NULL, TG_MONGO_BSON_MAX_DEPTH + 1);
+    assert_int_equal(run_built(F, "find", "comment", deep, false, &reason), TG_MONGO_DENY);
+    assert_string_equal(reason, "malformed BSON");
+    bson_destroy(deep);
     /* moderate nesting is fine */
     f = wrap(J("{'a': 1}"), "$or", true, NULL, 10);
     assert_int_equal(run_built(F, "find", "filter", f, false, &reason), TG_MONGO_REWRITE);
@@ -1748,6 +1799,7 @@ int main(void)
         cmocka_unit_test(test_attack_commands),
         cmocka_unit_test(test_attack_duplicates),
         cmocka_unit_test(test_attack_db),
+        cmocka_unit_test(test_malformed_bson),
         cmocka_unit_test(test_attack_depth),
         cmocka_unit_test(test_dotted_field),
         cmocka_unit_test(test_database_mode),
