@@ -7,7 +7,7 @@
 # Build and unit-test dependencies.
 TG_BUILD_PACKAGES="cmake make gcc pkg-config clang-format libuv1-dev libssl-dev libjwt-dev
   libjansson-dev libyaml-dev libxxhash-dev libcmocka-dev libpg-query-dev libprotobuf-c-dev
-  libgsasl-dev libpq-dev libhiredis-dev"
+  libgsasl-dev libpq-dev libhiredis-dev libbson-dev"
 # Integration tests: real clients and the Python test runner (Debian's /usr/bin/python3).
 TG_TEST_PACKAGES="python3 python3-pytest python3-jwt python3-psycopg openssl procps"
 # Fuzzing: clang with libFuzzer and the sanitizer runtimes.
