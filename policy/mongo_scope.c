@@ -624,8 +624,8 @@ static const cmd_spec commands[] = {
       {"client", R_ANY, M_BOTH},
       {"compression", R_ANY, M_BOTH},
       {"loadBalanced", R_ANY, M_BOTH},
-      {"saslSupportedMechs", R_ANY, M_BOTH},
-      {"speculativeAuthenticate", R_ANY, M_BOTH},
+      {"saslSupportedMechs", R_DENY, M_BOTH},      /* the session answers auth */
+      {"speculativeAuthenticate", R_DENY, M_BOTH}, /* never on the backend connection */
       {"topologyVersion", R_ANY, M_BOTH},
       {"maxAwaitTimeMS", R_ANY, M_BOTH}}},
     {"insert",
@@ -645,8 +645,8 @@ static const cmd_spec commands[] = {
       {"client", R_ANY, M_BOTH},
       {"compression", R_ANY, M_BOTH},
       {"loadBalanced", R_ANY, M_BOTH},
-      {"saslSupportedMechs", R_ANY, M_BOTH},
-      {"speculativeAuthenticate", R_ANY, M_BOTH},
+      {"saslSupportedMechs", R_DENY, M_BOTH},      /* the session answers auth */
+      {"speculativeAuthenticate", R_DENY, M_BOTH}, /* never on the backend connection */
       {"topologyVersion", R_ANY, M_BOTH},
       {"maxAwaitTimeMS", R_ANY, M_BOTH}}},
     {"ismaster",
@@ -658,8 +658,8 @@ static const cmd_spec commands[] = {
       {"client", R_ANY, M_BOTH},
       {"compression", R_ANY, M_BOTH},
       {"loadBalanced", R_ANY, M_BOTH},
-      {"saslSupportedMechs", R_ANY, M_BOTH},
-      {"speculativeAuthenticate", R_ANY, M_BOTH},
+      {"saslSupportedMechs", R_DENY, M_BOTH},      /* the session answers auth */
+      {"speculativeAuthenticate", R_DENY, M_BOTH}, /* never on the backend connection */
       {"topologyVersion", R_ANY, M_BOTH},
       {"maxAwaitTimeMS", R_ANY, M_BOTH}}},
     {"killCursors",
@@ -2692,9 +2692,8 @@ static int update_stmt(sc *c, const bson_t *src, bson_t *dst, int depth)
             TRY(check_sort(c, &it, depth + 1));
             APPEND(c, bson_append_iter(dst, NULL, 0, &it));
             break;
-        case U_C:
-            if (!holds_doc(&it))
-                return deny(c, "c must be an object", k); /* constants: data */
+        case U_C: /* constants of a pipeline update, read as $$name: checked like let */
+            TRY(check_let(c, &it, depth + 1));
             APPEND(c, bson_append_iter(dst, NULL, 0, &it));
             break;
         default:

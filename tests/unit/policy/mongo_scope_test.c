@@ -726,6 +726,13 @@ static void test_passthrough_commands(void **state)
     forwards(F, "{'hello': 1, 'helloOk': true, 'client': {'driver': {'name': 'x'}}, '$db':"
                 " 'admin'}");
     forwards(F, "{'isMaster': 1, '$db': 'admin'}");
+    /* authentication belongs to the session, never to the backend connection */
+    denies(F,
+           "{'hello': 1, 'speculativeAuthenticate': {'saslStart': 1, 'mechanism': 'PLAIN'},"
+           " '$db': 'admin'}",
+           "field is not allowed");
+    denies(F, "{'isMaster': 1, 'saslSupportedMechs': 'admin.svc', '$db': 'admin'}",
+           "field is not allowed");
     forwards(D, "{'ping': 1, '$db': 'app'}");
     forwards(F, "{'listCollections': 1, 'filter': {'name': 'o'}, 'nameOnly': true, '$db': 'app'}");
     forwards(F, "{'listIndexes': 'o', '$db': 'app'}");
@@ -1042,6 +1049,15 @@ static void test_attack_writes(void **state)
            "{'update': 'o', 'updates': [{'q': {}, 'u': {'$pull': {'a': {'$where': 'x'}}}}],"
            " '$db': 'app'}",
            "$where is not allowed");
+    denies(F,
+           "{'update': 'o', 'updates': [{'q': {}, 'u': [{'$set': {'a': '$$x'}}], 'c': {'x':"
+           " {'$function': {}}}}], '$db': 'app'}",
+           "expression operator is not allowed");
+    rewrites(F,
+             "{'update': 'o', 'updates': [{'q': {}, 'u': [{'$set': {'a': '$$x'}}], 'c': {'x':"
+             " 1}}], '$db': 'app'}",
+             "{'update': 'o', 'updates': [{'q': {'tenant_id': " TQ "}, 'u': [{'$set': {'a':"
+             " '$$x'}}, {'$set': {'tenant_id': 'acme'}}], 'c': {'x': 1}}], '$db': 'app'}");
     denies(F,
            "{'update': 'o', 'updates': [{'q': {}, 'u': {'$set': {'a': 1}}, 'arrayFilters':"
            " [{'$where': 'x'}]}], '$db': 'app'}",
