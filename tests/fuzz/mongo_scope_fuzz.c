@@ -5,7 +5,8 @@
  *           streams | database {db}_{tenant} | database with allow_drop + change streams
  *   byte 1: kind 1 sequences: bits 0-1 the identifier of the first (none, documents,
  *           updates, deletes), bit 2 a second one (the same identifier), bit 3 an
- *           identifier from the input instead (the first document's first key)
+ *           identifier from the input instead (the first document's first key);
+ *           bit 4: the rest is JSON lines instead of BSON
  *   rest:   BSON documents back to back, each validated (bson_validate): the body,
  *           then the documents of the sequences (split in two halves for two)
  *        --> tg_mongo_scope_command --> REWRITE output scoped again (field mode)
@@ -359,6 +360,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = size - 2;
     uint8_t *buf = malloc(len);
     memcpy(buf, data + 2, len);
+    if (sq & 16) {
+        /* JSON lines (relaxed extended JSON) converted to BSON back to back: mutations
+         * of text keep documents well-formed far more often than mutations of BSON */
+        uint8_t *bin = NULL;
+        size_t blen = 0, start = 0;
+        for (size_t i = 0; i <= len; i++) {
+            if (i < len && buf[i] != '\n')
+                continue;
+            bson_error_t err;
+            bson_t *d =
+                i > start ? bson_new_from_json(buf + start, (ssize_t)(i - start), &err) : NULL;
+            start = i + 1;
+            if (!d)
+                continue;
+            bin = realloc(bin, blen + d->len);
+            memcpy(bin + blen, bson_get_data(d), d->len);
+            blen += d->len;
+            bson_destroy(d);
+        }
+        free(buf);
+        if (!bin)
+            return 0;
+        buf = bin;
+        len = blen;
+    }
 
     /* the documents: validated, back to back */
     size_t off = 0, ndocs = 0, offs[65], lens[65];
