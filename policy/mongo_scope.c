@@ -1085,12 +1085,12 @@ void tg_mongo_tenant_free(tg_mongo_tenant *t)
     free(t);
 }
 
-void tg_mongo_tenant_map_lsid(tg_mongo_tenant *t, const uint8_t client[16], uint8_t backend[16])
+int tg_mongo_tenant_map_lsid(tg_mongo_tenant *t, const uint8_t client[16], uint8_t backend[16])
 {
     for (uint32_t i = 0; i < t->nlsids; i++) {
         if (!memcmp(t->lsids[i].client, client, 16)) {
             memcpy(backend, t->lsids[i].backend, 16);
-            return;
+            return 0;
         }
     }
     uint8_t h[EVP_MAX_MD_SIZE], len = (uint8_t)t->tenant_len;
@@ -1102,7 +1102,7 @@ void tg_mongo_tenant_map_lsid(tg_mongo_tenant *t, const uint8_t client[16], uint
         EVP_MD_CTX_copy_ex(t->work, t->outer) == 1 && EVP_DigestUpdate(t->work, h, hl) == 1 &&
         EVP_DigestFinal_ex(t->work, h, &hl) == 1;
     if (!ok)
-        abort(); /* SHA-256 on memory cannot fail short of a broken libcrypto */
+        return TG_ENOMEM; /* SHA-256 on memory fails only when a context copy cannot allocate */
     h[6] = (uint8_t)((h[6] & 0x0f) | 0x40);
     h[8] = (uint8_t)((h[8] & 0x3f) | 0x80);
     memcpy(backend, h, 16);
@@ -1112,6 +1112,7 @@ void tg_mongo_tenant_map_lsid(tg_mongo_tenant *t, const uint8_t client[16], uint
     t->next_lsid = (slot + 1) % LSID_CACHE;
     if (t->nlsids < LSID_CACHE)
         t->nlsids++;
+    return 0;
 }
 
 bool tg_mongo_tenant_unmap_lsid(const tg_mongo_tenant *t, const uint8_t backend[16],
@@ -2889,7 +2890,8 @@ static int emit_lsid(sc *c, bson_t *dst, const char *key, const bson_iter_t *it,
     if (!id)
         return deny(c, "lsid needs id", key);
     uint8_t mapped[16];
-    tg_mongo_tenant_map_lsid(c->t, id, mapped);
+    if (tg_mongo_tenant_map_lsid(c->t, id, mapped) != 0)
+        return deny(c, "out of memory", "");
     bson_t out;
     APPEND(c, bson_append_document_begin(dst, key, -1, &out));
     APPEND(c, bson_append_binary(&out, "id", 2, BSON_SUBTYPE_UUID, mapped, 16));

@@ -246,8 +246,10 @@ bool tg_mongo_bson_valid(const uint8_t *data, size_t len);
  * The backend lsid id of a client's (16 bytes each): the first 16 bytes of
  * HMAC-SHA256(key, len(tenant) || tenant || client), with the UUID version 4
  * and variant bits set. Remembered in t's small cache for the reverse mapping.
+ * Returns 0, or TG_ENOMEM (libcrypto copies digest contexts on the heap).
  */
-void tg_mongo_tenant_map_lsid(tg_mongo_tenant *t, const uint8_t client[16], uint8_t backend[16]);
+__attribute__((warn_unused_result)) int
+tg_mongo_tenant_map_lsid(tg_mongo_tenant *t, const uint8_t client[16], uint8_t backend[16]);
 
 /* The client id of a backend lsid id, when t's cache still holds it. */
 bool tg_mongo_tenant_unmap_lsid(const tg_mongo_tenant *t, const uint8_t backend[16],
