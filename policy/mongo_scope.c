@@ -1240,34 +1240,134 @@ bool tg_mongo_tenant_unmap_db(const tg_mongo_tenant *t, const char *backend, siz
 
 /* ---- structural validation --------------------------------------------------------------- */
 
-static bool bson_valid_at(const uint8_t *data, size_t len, int depth)
+static uint32_t le32(const uint8_t *p)
 {
-    bson_t b;
-    bson_iter_t it;
-    if (depth > TG_MONGO_BSON_MAX_DEPTH || !bson_init_static(&b, data, len) ||
-        !bson_iter_init(&it, &b))
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/*
+ * One document, element by element, with exactly the checks libbson's
+ * iterator makes (bson-iter.c, _bson_iter_next_internal), so that every
+ * document accepted here is iterated by libbson to its end without an error;
+ * plus what the iterator leaves to its callers: embedded documents, arrays
+ * and code-with-scope scopes are documents of their own (length prefix equal
+ * to their span, final NUL), recursively. tests/fuzz/mongo_scope_fuzz.c holds
+ * it equal to a walk with libbson itself.
+ */
+static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
+{
+    if (depth > TG_MONGO_BSON_MAX_DEPTH || len < 5 || len > INT32_MAX || le32(p) != len ||
+        p[len - 1] != 0)
         return false;
-    while (bson_iter_next(&it)) {
-        uint32_t l = 0, sl = 0;
-        const uint8_t *p = NULL;
-        switch (bson_iter_type(&it)) {
-        case BSON_TYPE_DOCUMENT:
-            bson_iter_document(&it, &l, &p);
+    size_t off = 4;
+    while (off < len - 1) {
+        uint8_t type = p[off];
+        const uint8_t *nul = memchr(p + off + 1, 0, len - off - 1);
+        size_t o = (size_t)(nul - p) + 1, next, l, sub_off = 0, sub_len = 0;
+        switch (type) {
+        case BSON_TYPE_DOUBLE:
+        case BSON_TYPE_DATE_TIME:
+        case BSON_TYPE_INT64:
+        case BSON_TYPE_TIMESTAMP:
+            next = o + 8;
             break;
-        case BSON_TYPE_ARRAY:
-            bson_iter_array(&it, &l, &p);
-            break;
-        case BSON_TYPE_CODEWSCOPE:
-            if (!bson_iter_codewscope(&it, &sl, &l, &p))
+        case BSON_TYPE_UTF8:
+        case BSON_TYPE_CODE:
+        case BSON_TYPE_SYMBOL:
+            if (o + 4 >= len)
+                return false;
+            l = le32(p + o);
+            if (l > len - (o + 4))
+                return false;
+            next = o + 4 + l;
+            if (l == 0 || next >= len || p[o + 4 + l - 1] != 0)
                 return false;
             break;
-        default:
-            continue;
+        case BSON_TYPE_BINARY:
+            if (o >= len - 4)
+                return false;
+            l = le32(p + o);
+            if (l >= len - o - 4)
+                return false;
+            if (p[o + 4] == BSON_SUBTYPE_BINARY_DEPRECATED &&
+                (l < 4 || (int64_t)(int32_t)le32(p + o + 5) + 4 != (int64_t)l))
+                return false;
+            next = o + 5 + l;
+            break;
+        case BSON_TYPE_DOCUMENT:
+        case BSON_TYPE_ARRAY:
+            if (o >= len - 4)
+                return false;
+            l = le32(p + o);
+            if (l > len - o)
+                return false;
+            next = o + l;
+            sub_off = o;
+            sub_len = l;
+            break;
+        case BSON_TYPE_OID:
+            next = o + 12;
+            break;
+        case BSON_TYPE_BOOL:
+            if (o >= len || p[o] > 1)
+                return false;
+            next = o + 1;
+            break;
+        case BSON_TYPE_REGEX: {
+            const uint8_t *e1 = o < len ? memchr(p + o, 0, len - o) : NULL;
+            size_t o2 = e1 ? (size_t)(e1 - p) + 1 : len;
+            const uint8_t *e2 = o2 < len ? memchr(p + o2, 0, len - o2) : NULL;
+            if (!e1 || !e2)
+                return false;
+            next = (size_t)(e2 - p) + 1;
+            break;
         }
-        if (!p || !bson_valid_at(p, l, depth + 1))
+        case BSON_TYPE_DBPOINTER:
+            if (o >= len - 4)
+                return false;
+            l = le32(p + o);
+            if (l == 0 || l > len - o - 4 || p[o + l + 3] != 0)
+                return false;
+            next = o + 4 + l + 12;
+            break;
+        case BSON_TYPE_CODEWSCOPE: {
+            if (len < 19 || o >= len - 14)
+                return false;
+            l = le32(p + o);
+            if (l < 14 || l >= len - o)
+                return false;
+            next = o + l;
+            size_t sl = le32(p + o + 4);
+            if (sl == 0 || sl >= len - o - 8 || o + 8 + sl + 4 >= next)
+                return false;
+            sub_off = o + 8 + sl;
+            sub_len = le32(p + sub_off);
+            if (sub_off + sub_len != next)
+                return false;
+            break;
+        }
+        case BSON_TYPE_INT32:
+            next = o + 4;
+            break;
+        case BSON_TYPE_DECIMAL128:
+            next = o + 16;
+            break;
+        case BSON_TYPE_MAXKEY:
+        case BSON_TYPE_MINKEY:
+        case BSON_TYPE_NULL:
+        case BSON_TYPE_UNDEFINED:
+            next = o;
+            break;
+        default: /* unknown types and a NUL type byte before the end */
             return false;
+        }
+        if (next >= len)
+            return false;
+        if (sub_off && !bson_valid_at(p + sub_off, sub_len, depth + 1))
+            return false;
+        off = next;
     }
-    return it.err_off == 0; /* the iteration ended at the final NUL, not at an error */
+    return true;
 }
 
 bool tg_mongo_bson_valid(const uint8_t *data, size_t len)

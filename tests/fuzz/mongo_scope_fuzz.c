@@ -13,7 +13,9 @@
  *        --> tg_mongo_scope_reply with every reply kind, the body taken as a reply
  *
  * Invariants: never crash, over-read or leak (ASan/UBSan/LSan: the input is
- * copied to an exact-size buffer); the verdict is valid; DENY has a static,
+ * copied to an exact-size buffer); tg_mongo_bson_valid agrees with a walk by
+ * libbson's own iterator on the raw bytes and on every document; the verdict
+ * is valid; DENY has a static,
  * non-empty reason and no output; FORWARD has no output; REWRITE has a valid
  * BSON body and valid sequences with their counts; scoping is deterministic
  * (same bytes twice). Field mode: a find's output always has exactly one
@@ -344,6 +346,41 @@ static void check_result(const tg_mongo_scoped *r, tg_mongo_verdict v)
     }
 }
 
+/* The reference for tg_mongo_bson_valid: libbson's own iterator walks every element
+ * of every embedded document, array and scope to its end without an error. */
+static bool ref_valid(const uint8_t *data, size_t len, int depth)
+{
+    bson_t b;
+    bson_iter_t it;
+    if (depth > TG_MONGO_BSON_MAX_DEPTH || !bson_init_static(&b, data, len) ||
+        !bson_iter_init(&it, &b))
+        return false;
+    while (bson_iter_next(&it)) {
+        uint32_t l = 0, sl = 0;
+        const uint8_t *p = NULL;
+        if (BSON_ITER_HOLDS_DOCUMENT(&it))
+            bson_iter_document(&it, &l, &p);
+        else if (BSON_ITER_HOLDS_ARRAY(&it))
+            bson_iter_array(&it, &l, &p);
+        else if (BSON_ITER_HOLDS_CODEWSCOPE(&it))
+            (void)bson_iter_codewscope(&it, &sl, &l, &p);
+        else
+            continue;
+        if (!p || !ref_valid(p, l, depth + 1))
+            return false;
+    }
+    return it.err_off == 0;
+}
+
+static void check_validator(const uint8_t *p, size_t len)
+{
+    bool fast = tg_mongo_bson_valid(p, len), ref = ref_valid(p, len, 0);
+    if (fast != ref) {
+        fprintf(stderr, "tg_mongo_bson_valid %d, libbson %d\n", fast, ref);
+        abort();
+    }
+}
+
 /* ---- the target --------------------------------------------------------------------------- */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -386,11 +423,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         len = blen;
     }
 
+    /* the validator against libbson: the bytes as they are, then each document */
+    check_validator(buf, len);
+
     /* the documents: validated, back to back */
     size_t off = 0, ndocs = 0, offs[65], lens[65];
     while (off + 5 <= len && ndocs < 64) {
         int32_t dl;
         memcpy(&dl, buf + off, 4);
+        if (dl >= 5 && (size_t)dl <= len - off)
+            check_validator(buf + off, (size_t)dl);
         bson_t d;
         if (dl < 5 || (size_t)dl > len - off || !bson_init_static(&d, buf + off, (size_t)dl) ||
             !bson_validate(&d, BSON_VALIDATE_NONE, NULL))
