@@ -56,6 +56,8 @@
 #define TENANT_MAX 64
 #define PATH_MAX_COMPONENTS 16
 #define LSID_CACHE 8
+/* The prebuilt tenant documents: a 255-byte field, a 64-byte tenant twice, headers. */
+#define TENANT_DOC_MAX 512
 
 /* ---- operator and stage tables (data) ---------------------------------------------------- */
 
@@ -788,7 +790,10 @@ struct tg_mongo_tenant {
     const tg_mongo_scope *s;
     char tenant[TENANT_MAX + 1];
     size_t tenant_len;
-    char guard[TENANT_MAX + 4];       /* "^T\\z": the tenant, exactly, whatever the collation */
+    char guard[TENANT_MAX + 4]; /* "^T\\z": the tenant, exactly, whatever the collation */
+    /* prebuilt, appended whole: {tf: {$eq: T, $regex: /^T\\z/}} and {$match: <that>} */
+    uint8_t clause[TENANT_DOC_MAX], match[TENANT_DOC_MAX];
+    uint32_t clause_len, match_len;
     EVP_MD_CTX *inner, *outer, *work; /* HMAC-SHA256 with the key's pads absorbed */
     struct {
         uint8_t client[16], backend[16];
@@ -1045,6 +1050,27 @@ tg_mongo_tenant *tg_mongo_tenant_new(const tg_mongo_scope *s, const char *tenant
     memcpy(t->tenant, tenant, n);
     t->tenant_len = n;
     snprintf(t->guard, sizeof(t->guard), "^%s\\z", tenant); /* no regex metacharacters */
+    {
+        bson_t cl = BSON_INITIALIZER, op, m = BSON_INITIALIZER;
+        bool built =
+            bson_append_document_begin(&cl, s->tenant_field, (int)s->tenant_field_len, &op) &&
+            bson_append_utf8(&op, "$eq", 3, t->tenant, (int)n) &&
+            bson_append_regex(&op, "$regex", 6, t->guard, "") &&
+            bson_append_document_end(&cl, &op) && bson_append_document(&m, "$match", 6, &cl) &&
+            cl.len <= TENANT_DOC_MAX && m.len <= TENANT_DOC_MAX;
+        if (built) {
+            memcpy(t->clause, bson_get_data(&cl), cl.len);
+            t->clause_len = cl.len;
+            memcpy(t->match, bson_get_data(&m), m.len);
+            t->match_len = m.len;
+        }
+        bson_destroy(&cl);
+        bson_destroy(&m);
+        if (!built) {
+            free(t);
+            return NULL;
+        }
+    }
     /* HMAC (RFC 2104): keys longer than a block are hashed first; the inner and
      * outer pads are absorbed once, each mapping then costs two context copies. */
     uint8_t k[64] = {0}, pad[64];
@@ -1844,13 +1870,21 @@ static int append_tenant_clause(sc *c, bson_t *dst, bool with_eq)
 /* {$match: {tf: "T"}} as the next element of a pipeline array. */
 static int append_tenant_match(sc *c, bson_t *arr, arr_key *k)
 {
-    bson_t st, m;
-    APPEND(c, bson_append_document_begin(arr, next_key(k), -1, &st));
-    APPEND(c, bson_append_document_begin(&st, "$match", 6, &m));
-    TRY(append_tenant_clause(c, &m, true));
-    APPEND(c, bson_append_document_end(&st, &m));
-    APPEND(c, bson_append_document_end(arr, &st));
+    bson_t m;
+    if (!bson_init_static(&m, c->t->match, c->t->match_len))
+        return deny(c, "out of memory", "");
+    APPEND(c, bson_append_document(arr, next_key(k), -1, &m));
     c->changed = true;
+    return 0;
+}
+
+/* key: {tf: {$eq: T, $regex: /^T\z/}} (the prebuilt clause document). */
+static int append_clause_doc(sc *c, bson_t *dst, const char *key, int key_len)
+{
+    bson_t cl;
+    if (!bson_init_static(&cl, c->t->clause, c->t->clause_len))
+        return deny(c, "out of memory", "");
+    APPEND(c, bson_append_document(dst, key, key_len, &cl));
     return 0;
 }
 
@@ -1894,19 +1928,21 @@ static int emit_filter(sc *c, bson_t *dst, const char *key, const bson_iter_t *u
         }
     }
     bson_t f, and, t;
-    APPEND(c, bson_append_document_begin(dst, key, -1, &f));
-    if (empty) {
-        TRY(append_tenant_clause(c, &f, true));
-    } else {
-        APPEND(c, bson_append_array_begin(&f, "$and", 4, &and));
-        APPEND(c, bson_append_document_begin(&and, "0", 1, &t));
-        TRY(append_tenant_clause(c, &t, !has_eq));
-        APPEND(c, bson_append_document_end(&and, &t));
-        APPEND(c, bson_append_iter(&and, "1", 1, user));
-        APPEND(c, bson_append_array_end(&f, &and));
-    }
-    APPEND(c, bson_append_document_end(dst, &f));
     c->changed = true;
+    if (empty)
+        return append_clause_doc(c, dst, key, -1);
+    APPEND(c, bson_append_document_begin(dst, key, -1, &f));
+    APPEND(c, bson_append_array_begin(&f, "$and", 4, &and));
+    if (has_eq) {
+        APPEND(c, bson_append_document_begin(&and, "0", 1, &t));
+        TRY(append_tenant_clause(c, &t, false));
+        APPEND(c, bson_append_document_end(&and, &t));
+    } else {
+        TRY(append_clause_doc(c, &and, "0", 1));
+    }
+    APPEND(c, bson_append_iter(&and, "1", 1, user));
+    APPEND(c, bson_append_array_end(&f, &and));
+    APPEND(c, bson_append_document_end(dst, &f));
     return 0;
 }
 
@@ -2992,10 +3028,14 @@ static int emit_lsid(sc *c, bson_t *dst, const char *key, const bson_iter_t *it,
     uint8_t mapped[16];
     if (tg_mongo_tenant_map_lsid(c->t, id, mapped) != 0)
         return deny(c, "out of memory", "");
+    /* {id: UUID(mapped)}: 4 + (1 + 3 + 4 + 1 + 16) + 1 bytes, appended whole */
+    uint8_t raw[30] = {30, 0, 0, 0, BSON_TYPE_BINARY, 'i', 'd', 0, 16, 0, 0, 0, BSON_SUBTYPE_UUID};
     bson_t out;
-    APPEND(c, bson_append_document_begin(dst, key, -1, &out));
-    APPEND(c, bson_append_binary(&out, "id", 2, BSON_SUBTYPE_UUID, mapped, 16));
-    APPEND(c, bson_append_document_end(dst, &out));
+    memcpy(raw + 13, mapped, 16);
+    raw[29] = 0;
+    if (!bson_init_static(&out, raw, sizeof(raw)))
+        return deny(c, "out of memory", "");
+    APPEND(c, bson_append_document(dst, key, -1, &out));
     if (facts) {
         c->r->has_lsid = true;
         memcpy(c->r->client_lsid, id, 16);
