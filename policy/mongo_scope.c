@@ -1,6 +1,7 @@
 /*
  * The MongoDB command scoper (see mongo_scope.h for the contract).
  *
+ *   body, kind 1 documents ──tg_mongo_bson_valid──> (malformed BSON: DENY)
  *   body ──first key──> commands[] row (name, modes, flags, reply kind, fields)
  *        ──pass 1: every key known (command field or generic), none twice, $db found,
  *                  $db legal / reserved / mapped (database mode)
