@@ -10,7 +10,7 @@
 # Build and unit-test dependencies.
 TG_BUILD_PACKAGES="cmake make gcc pkg-config clang-format libuv1-dev libssl-dev libjwt-dev
   libjansson-dev libyaml-dev libxxhash-dev libcmocka-dev libpg-query-dev libprotobuf-c-dev
-  libgsasl-dev libpq-dev libhiredis-dev libbson-dev"
+  libgsasl-dev libpq-dev libhiredis-dev libbson-dev libmongoc-dev"
 # Integration tests: real clients and the Python test runner (Debian's /usr/bin/python3).
 TG_TEST_PACKAGES="python3 python3-pytest python3-jwt python3-psycopg python3-pymongo python3-yaml
   python3-cryptography openssl procps binutils"

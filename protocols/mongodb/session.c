@@ -60,6 +60,7 @@
  */
 #include "protocols/mongodb/session.h"
 
+#include <openssl/rand.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,11 @@
 #include <bson/bson.h>
 
 #include "protocols/mongodb/codec.h"
+/* policy/mongo_scope.h calls its borrowed kind 1 sequence tg_mongo_seq, as codec.h calls its own
+ * (which also counts the documents): here the scoper's is tg_mongo_scope_seq. */
+#define tg_mongo_seq tg_mongo_scope_seq
+#include "policy/mongo_scope.h"
+#undef tg_mongo_seq
 #include "proxy/auth.h"
 #include "proxy/conn.h"
 #include "proxy/error.h"
@@ -97,6 +103,8 @@ enum { MS_STALL = 1 }; /* a handler's "not now": the message stays unconsumed */
 /* What every connection of a listener shares. */
 typedef struct ms_listener {
     const tg_listener_config *cfg;
+    tg_mongo_scope *scope;
+    uint8_t lsid_key[32]; /* keys the lsid mapping: random per process and listener */
     /* The backend's hello values, as the last backend login of any session saw them (0: none). */
     _Atomic int32_t max_wire, max_message, max_bson, max_batch;
 } ms_listener;
@@ -120,11 +128,13 @@ typedef struct ms_expect {
     int32_t request_id;
     uint64_t gen; /* the tenant generation the command was sent under */
     int64_t cursor_id;
+    tg_mongo_reply_map map; /* FWD: how the reply is mapped back */
 } ms_expect;
 
 typedef struct ms_cursor {
     int64_t id;
-    char ns[MS_NS_MAX]; /* the backend's namespace (for killCursors on a tenant switch) */
+    tg_mongo_reply_map map; /* of the command that opened it: its getMore replies map the same */
+    char ns[MS_NS_MAX];     /* the backend's namespace (for killCursors on a tenant switch) */
 } ms_cursor;
 
 typedef enum { BK_NONE, BK_CONNECTING, BK_LOGIN, BK_READY } ms_backend_state;
@@ -136,7 +146,9 @@ typedef struct ms_session {
     bool stalled; /* a re-authentication waits for the backend replies still due */
     uint8_t bk;   /* ms_backend_state */
     tg_identity id;
-    uint64_t gen; /* incremented on every tenant change */
+    tg_mongo_tenant *tenant; /* the scoper's state for id.tenant */
+    tg_mongo_scoped scoped;  /* the verdict on the command being relayed */
+    uint64_t gen;            /* incremented on every tenant change */
     int32_t next_id;
     int32_t conn_id;
     /* What the client is told (the backend's values once logged in). */
@@ -145,7 +157,8 @@ typedef struct ms_session {
     tg_scram *scram;
     tg_buf scram_first; /* the client-first message, for a saslStart after no speculation */
     bool scram_verified;
-    tg_buf out; /* scratch for messages built here */
+    tg_buf out;     /* scratch for messages built here */
+    tg_buf scratch; /* a decoded SASL payload */
     ms_expect *fifo;
     size_t fifo_cap, fifo_head, fifo_len;
     tg_reply_queue rq;
@@ -173,9 +186,25 @@ static int ms_listener_init(const struct tg_listener_config *cfg, void **state, 
         snprintf(err, errlen, "cannot initialize GNU SASL");
         return TG_ECONFIG;
     }
+    const tg_mongodb_config *mc = &cfg->mongodb;
+    tg_mongo_scope_config sc = {
+        .isolation = mc->isolation == TG_MONGO_ISOLATION_DATABASE ? TG_MONGO_SCOPE_DATABASE
+                                                                  : TG_MONGO_SCOPE_FIELD,
+        .tenant_field = mc->tenant_field,
+        .database_template = mc->database_template,
+        .allow_drop = mc->allow_drop,
+        .allow_change_streams = mc->allow_change_streams,
+    };
     ms_listener *ml = calloc(1, sizeof(*ml));
-    if (!ml) {
+    if (!ml || RAND_bytes(ml->lsid_key, sizeof(ml->lsid_key)) != 1) {
+        free(ml);
         snprintf(err, errlen, "out of memory");
+        return TG_ECONFIG;
+    }
+    char why[256];
+    if (tg_mongo_scope_new(&sc, &ml->scope, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "listener %s: %s", cfg->name, why);
+        free(ml);
         return TG_ECONFIG;
     }
     ml->cfg = cfg;
@@ -185,7 +214,10 @@ static int ms_listener_init(const struct tg_listener_config *cfg, void **state, 
 
 static void ms_listener_free(void *state)
 {
-    free(state);
+    ms_listener *ml = state;
+    tg_mongo_scope_free(ml->scope);
+    OPENSSL_cleanse(ml->lsid_key, sizeof(ml->lsid_key));
+    free(ml);
 }
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -259,7 +291,72 @@ static bool reply_ok(const bson_t *body)
     return iter_int64(&it, &v) && v == 1;
 }
 
-/* A SASL payload: binary (any subtype) or a string. */
+/*
+ * Decodes base64 text into out (reset first). Returns false for anything
+ * that is not canonical base64 (padding only at the end).
+ */
+static bool base64_decode(const char *in, size_t n, tg_buf *out)
+{
+    out->len = 0;
+    if (n % 4 || !tg_buf_reserve(out, n / 4 * 3 + 1))
+        return false;
+    uint32_t acc = 0;
+    size_t pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = in[i];
+        int v = ch >= 'A' && ch <= 'Z'    ? ch - 'A'
+                : ch >= 'a' && ch <= 'z'  ? ch - 'a' + 26
+                : ch >= '0' && ch <= '9'  ? ch - '0' + 52
+                : ch == '+'               ? 62
+                : ch == '/'               ? 63
+                : ch == '=' && i >= n - 2 ? -2
+                                          : -1;
+        if (v == -1 || (pad && v != -2))
+            return false;
+        if (v == -2) {
+            pad++;
+            v = 0;
+        }
+        acc = acc << 6 | (uint32_t)v;
+        if (i % 4 == 3) {
+            out->data[out->len++] = (uint8_t)(acc >> 16);
+            out->data[out->len++] = (uint8_t)(acc >> 8);
+            out->data[out->len++] = (uint8_t)acc;
+            acc = 0;
+        }
+    }
+    out->len -= pad;
+    return true;
+}
+
+/*
+ * A SASL payload: binary (any subtype), or a string holding base64 (as mongod
+ * takes it; libmongoc sends PLAIN that way). A decoded string lands in *scratch.
+ */
+static bool client_payload(const bson_t *doc, tg_slice *out, tg_buf *scratch)
+{
+    bson_iter_t it;
+    if (!bson_iter_init_find(&it, doc, "payload"))
+        return false;
+    if (BSON_ITER_HOLDS_BINARY(&it)) {
+        bson_subtype_t st;
+        uint32_t blen;
+        const uint8_t *b;
+        bson_iter_binary(&it, &st, &blen, &b);
+        *out = (tg_slice){b, blen};
+        return true;
+    }
+    if (!BSON_ITER_HOLDS_UTF8(&it))
+        return false;
+    uint32_t len;
+    const char *p = bson_iter_utf8(&it, &len);
+    if (!base64_decode(p, len, scratch))
+        return false;
+    *out = (tg_slice){scratch->data, scratch->len};
+    return true;
+}
+
+/* A SASL payload: binary (any subtype) or a string (taken as it is: the backend's SCRAM). */
 static bool sasl_payload(const bson_t *doc, tg_slice *out)
 {
     bson_iter_t it;
@@ -398,7 +495,8 @@ static void cursor_del(ms_session *s, int64_t id)
         *k = s->cursors[--s->n_cursors];
 }
 
-static int cursor_add(tg_conn *c, ms_session *s, int64_t id, tg_slice ns)
+static int cursor_add(tg_conn *c, ms_session *s, int64_t id, tg_slice ns,
+                      const tg_mongo_reply_map *map)
 {
     if (cursor_find(s, id))
         return 0;
@@ -420,6 +518,7 @@ static int cursor_add(tg_conn *c, ms_session *s, int64_t id, tg_slice ns)
     }
     ms_cursor *k = &s->cursors[s->n_cursors++];
     k->id = id;
+    k->map = *map;
     memcpy(k->ns, ns.base, ns.len);
     k->ns[ns.len] = 0;
     (void)c;
@@ -659,7 +758,14 @@ static bool expired(tg_conn *c, const ms_session *s)
 /* A verified identity becomes the session's (first login, refresh, or tenant switch). */
 static int adopt_identity(tg_conn *c, ms_session *s, const tg_identity *id)
 {
+    tg_mongo_tenant *t = NULL;
+    if (!s->authed || strcmp(s->id.tenant, id->tenant) != 0) {
+        t = tg_mongo_tenant_new(s->ml->scope, id->tenant, s->ml->lsid_key, sizeof(s->ml->lsid_key));
+        if (!t)
+            return TG_ENOMEM;
+    }
     if (!s->authed) {
+        s->tenant = t;
         s->authed = true;
         s->id = *id;
         s->gen++;
@@ -669,8 +775,12 @@ static int adopt_identity(tg_conn *c, ms_session *s, const tg_identity *id)
     }
     if (strcmp(s->id.tenant, id->tenant) != 0) {
         int r = reset_backend_state(c, s);
-        if (r < 0)
+        if (r < 0) {
+            tg_mongo_tenant_free(t);
             return r;
+        }
+        tg_mongo_tenant_free(s->tenant);
+        s->tenant = t;
         tg_log(TG_LOG_INFO, "tenant switched", TG_FB("audit", true),
                TG_FS("listener", s->ml->cfg->name), TG_FS("client", tg_conn_peer(c)),
                TG_FS("from", s->id.tenant), TG_FS("tenant", id->tenant), TG_FEND);
@@ -711,8 +821,8 @@ static int try_auth(tg_conn *c, ms_session *s, const bson_t *cmd, const char *db
         bad = "only PLAIN (password = JWT) and MONGODB-OIDC are supported, on $external";
     else if (strcmp(db, "$external") != 0)
         bad = "authenticate on the $external database";
-    else if (!sasl_payload(cmd, &payload))
-        bad = "saslStart needs a payload";
+    else if (!client_payload(cmd, &payload, &s->scratch))
+        bad = "saslStart needs a payload (binary, or base64 text)";
     if (bad) {
         if (!speculative)
             auth_refused(c, s, bad);
@@ -1011,20 +1121,86 @@ static int forward_frame(tg_conn *c, const tg_mongo_frame *f, const tg_mongo_msg
     return r;
 }
 
+/* The rewritten command of s->scoped, built into s->out with the request's ids and flags. */
+static int build_rewrite(ms_session *s, const tg_mongo_frame *f, const tg_mongo_msg *m)
+{
+    tg_mongo_scoped *r = &s->scoped;
+    bson_t body;
+    if (!bson_init_static(&body, r->body, r->body_len))
+        return TG_EINVAL;
+    tg_mongo_seq seqs[TG_MONGO_SCOPE_MAX_SEQ];
+    for (uint32_t i = 0; i < r->nseq; i++) /* a sequence the scoper left unchanged has no docs */
+        seqs[i] = r->seq[i].docs ? (tg_mongo_seq){.identifier = tg_slice_str(r->seq[i].id),
+                                                  .docs = {r->seq[i].docs, r->seq[i].len},
+                                                  .count = r->seq[i].count}
+                                 : m->seqs[i];
+    /* exhaustAllowed dropped; a checksum recomputed when the client sent one. */
+    uint32_t flags = m->flags & (TG_MONGO_MSG_CHECKSUM_PRESENT | TG_MONGO_MSG_MORE_TO_COME);
+    s->out.len = 0;
+    return tg_mongo_build_msg(&s->out, f->header.request_id, f->header.response_to, flags, &body,
+                              seqs, r->nseq);
+}
+
 /*
- * The scoper seam: the one place a client command is judged. Until
- * policy/mongo_scope is part of the build every command is refused here
- * (fail closed); the session around it (ordering, cursors, lsids, checksums,
- * exhaust) is the same either way.
+ * The scoper seam: the one place a client command is judged
+ * (policy/mongo_scope), then sent as it came, rewritten, or refused. The
+ * session adds what only it knows: getMore/killCursors must name cursors this
+ * client received, and the rewritten message must fit the backend's limit.
  */
 static int scope_and_send(tg_conn *c, ms_session *s, const tg_mongo_frame *f, const tg_mongo_msg *m,
                           tg_slice name, const bson_t *body)
 {
     bool more = (m->flags & TG_MONGO_MSG_MORE_TO_COME) != 0;
-    (void)forward_frame;
-    (void)lsid_add;
-    return deny(c, s, f->header.request_id, more, name, body,
-                "command scoping is not available in this build");
+    int32_t rid = f->header.request_id;
+    if (m->n_seqs > TG_MONGO_SCOPE_MAX_SEQ)
+        return deny(c, s, rid, more, name, body, "too many document sequences");
+    tg_mongo_scope_seq seqs[TG_MONGO_SCOPE_MAX_SEQ];
+    for (uint32_t i = 0; i < m->n_seqs; i++)
+        seqs[i] = (tg_mongo_scope_seq){.id = m->seqs[i].identifier, .docs = m->seqs[i].docs};
+    tg_mongo_scoped *r = &s->scoped;
+    tg_mongo_verdict v = tg_mongo_scope_command(s->tenant, body, seqs, m->n_seqs, r);
+    if (v == TG_MONGO_DENY) {
+        char reason[160];
+        if (r->what[0] && !strstr(r->reason, r->what))
+            snprintf(reason, sizeof(reason), "%s: %s", r->reason, r->what);
+        else
+            snprintf(reason, sizeof(reason), "%s", r->reason);
+        return deny(c, s, rid, more, name, body, reason);
+    }
+    ms_expect e = {.action = MS_FWD, .request_id = rid, .gen = s->gen, .map = r->reply};
+    /* Cursors: only those this client received, whatever the namespace says. */
+    for (uint32_t i = 0; i < r->n_cursor_ids; i++) {
+        ms_cursor *k = cursor_find(s, r->cursor_ids[i]);
+        if (!k)
+            return deny(c, s, rid, more, name, body, "cursor id not opened by this client");
+        if (r->cmd == TG_MONGO_CMD_GET_MORE) {
+            e.get_more = true;
+            e.cursor_id = k->id;
+            e.map = k->map;
+        }
+    }
+    int rc;
+    if (v == TG_MONGO_REWRITE) {
+        if ((rc = build_rewrite(s, f, m)) < 0)
+            return rc == TG_ENOMEM ? rc
+                                   : deny(c, s, rid, more, name, body, "rewritten command refused");
+        if (s->out.len > (size_t)s->max_message)
+            return deny(c, s, rid, more, name, body,
+                        "the scoped command exceeds maxMessageSizeBytes");
+        rc = tg_conn_send(c, TG_SIDE_BACKEND, s->out.data, s->out.len);
+        TG_STAT_ADD(tg_conn_stats(c)->messages_rewritten, 1);
+    } else {
+        rc = forward_frame(c, f, m);
+    }
+    TG_STAT_ADD(tg_conn_stats(c)->messages_forwarded, 1);
+    if (rc == 0 && r->has_lsid)
+        lsid_add(s, r->backend_lsid);
+    if (rc == 0 && r->cmd == TG_MONGO_CMD_KILL_CURSORS)
+        for (uint32_t i = 0; i < r->n_cursor_ids; i++)
+            cursor_del(s, r->cursor_ids[i]);
+    if (rc == 0 && !more)
+        rc = expect(s, e);
+    return rc;
 }
 
 /* ---- client messages ------------------------------------------------------------------------ */
@@ -1174,7 +1350,7 @@ static ssize_t relay_client(tg_conn *c, ms_session *s, const uint8_t *data, size
 /* ---- backend replies ---------------------------------------------------------------------- */
 
 static int on_fwd_reply(tg_conn *c, ms_session *s, const ms_expect *e, const tg_mongo_frame *f,
-                        const bson_t *body)
+                        const tg_mongo_msg *m, const bson_t *body)
 {
     int64_t id = 0;
     tg_slice ns;
@@ -1183,11 +1359,41 @@ static int on_fwd_reply(tg_conn *c, ms_session *s, const ms_expect *e, const tg_
         if (e->get_more && id == 0)
             cursor_del(s, e->cursor_id);
         else if (id != 0 && !e->get_more && e->gen == s->gen)
-            r = cursor_add(c, s, id, ns);
+            r = cursor_add(c, s, id, ns, &e->map);
     }
+    if (r < 0)
+        return r;
+    if (e->map.kind == TG_MONGO_REPLY_NONE)
+        return tg_conn_forward(c, TG_SIDE_CLIENT, f->bytes.base, f->bytes.len);
+    uint8_t *nb = NULL;
+    uint32_t nlen = 0;
+    r = tg_mongo_scope_reply(s->tenant, &e->map, body, &nb, &nlen);
     if (r == 0)
-        r = tg_conn_forward(c, TG_SIDE_CLIENT, f->bytes.base, f->bytes.len);
-    return r;
+        return tg_conn_forward(c, TG_SIDE_CLIENT, f->bytes.base, f->bytes.len);
+    if (r == TG_ENOMEM)
+        return r;
+    if (r < 0) { /* a namespace outside the tenant's: never forwarded */
+        TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_policy], 1);
+        tg_log(TG_LOG_WARN, "backend reply refused", TG_FB("audit", true),
+               TG_FS("listener", s->ml->cfg->name), TG_FS("tenant", s->id.tenant),
+               TG_FS("reason", "reply names a namespace outside the tenant's"), TG_FEND);
+        s->out.len = 0;
+        r = tg_mongo_build_error_msg(&s->out, next_id(s), f->header.response_to,
+                                     TG_MONGO_ERR_UNAUTHORIZED,
+                                     "reply held a namespace outside the tenant's");
+        return r < 0 ? r : tg_conn_send(c, TG_SIDE_CLIENT, s->out.data, s->out.len);
+    }
+    bson_t nbody;
+    tg_mongo_seq seqs[TG_MONGO_MAX_SEQUENCES];
+    for (uint32_t i = 0; i < m->n_seqs; i++)
+        seqs[i] = m->seqs[i];
+    s->out.len = 0;
+    r = bson_init_static(&nbody, nb, nlen)
+            ? tg_mongo_build_msg(&s->out, f->header.request_id, f->header.response_to,
+                                 m->flags & TG_MONGO_MSG_CHECKSUM_PRESENT, &nbody, seqs, m->n_seqs)
+            : TG_EPROTO;
+    bson_free(nb);
+    return r < 0 ? r : tg_conn_send(c, TG_SIDE_CLIENT, s->out.data, s->out.len);
 }
 
 static ssize_t relay_backend(tg_conn *c, ms_session *s, const uint8_t *data, size_t len)
@@ -1221,7 +1427,7 @@ static ssize_t relay_backend(tg_conn *c, ms_session *s, const uint8_t *data, siz
         int r = 0;
         switch ((ms_action)e.action) {
         case MS_FWD:
-            r = on_fwd_reply(c, s, &e, &f, &body);
+            r = on_fwd_reply(c, s, &e, &f, &m, &body);
             break;
         case MS_SWALLOW:
             break;
@@ -1259,6 +1465,7 @@ static int ms_open(tg_conn *c, void *session)
         s->conn_id = 1;
     limits_from_listener(s);
     tg_reply_queue_init(&s->rq);
+    tg_mongo_scoped_init(&s->scoped);
     return 0;
 }
 
@@ -1287,6 +1494,9 @@ static void ms_close(tg_conn *c, void *session)
     tg_scram_free(s->scram);
     tg_buf_free(&s->scram_first);
     tg_buf_free(&s->out);
+    tg_buf_free(&s->scratch);
+    tg_mongo_scoped_clear(&s->scoped);
+    tg_mongo_tenant_free(s->tenant);
     tg_reply_queue_free(&s->rq);
     free(s->fifo);
     free(s->cursors);

@@ -395,6 +395,16 @@ class MongoEnv:
     def __init__(self, backend, proxy, port, tokens, admin_port):
         self.backend, self.proxy, self.port = backend, proxy, port
         self.tokens, self.admin_port = tokens, admin_port
+        self.clients = []
+
+    def close_clients(self):
+        """Closes the pymongo clients made here (while tenantgate still answers their endSessions)."""
+        for c in self.clients:
+            try:
+                c.close()
+            except Exception:
+                pass
+        self.clients = []
 
     def uri(self, tenant=None, token=None, db="app", **options):
         token = token or self.tokens.mint(tenant)
@@ -414,7 +424,7 @@ class MongoEnv:
                     socketTimeoutMS=int(h.scaled(30) * 1000))
         args.update(kw)
         c = pymongo.MongoClient(**args)
-        self.backend._clients.append(c)
+        self.clients.append(c)
         return c
 
     def direct(self):
@@ -478,7 +488,11 @@ def mongo_env(mongodb=None, listener_extra=None, trace=True, **cfg_extra):
                                           "leeway_s": 0}},
                             **cfg_extra)
         proxy = h.Proxy(workdir, cfg, name="tg").start()
-        yield MongoEnv(backend, proxy, port, Tokens(secret), admin_port)
+        env = MongoEnv(backend, proxy, port, Tokens(secret), admin_port)
+        try:
+            yield env
+        finally:
+            env.close_clients()
     finally:
         try:
             if proxy is not None:
