@@ -341,9 +341,13 @@ def test_hello_shows_no_topology(env):
 
 def test_reauth_as_another_tenant_resets_state(env):
     r = env.raw("bob")
-    first = r.command({"find": "items", "batchSize": 1}, db="app")
+    lsid = {"id": Binary(bytes(range(100, 116)), UUID_SUBTYPE)}
+    first = r.command({"find": "items", "batchSize": 1, "lsid": lsid}, db="app")
     cid = first["cursor"]["id"]
+    sent = [x["body"] for x in env.backend.received("find") if x["body"].get("lsid")][-1]["lsid"]
     assert r.plain(env.tokens.mint("alice"))["ok"] == 1
+    # bob's logical session was ended on the backend before the switch
+    assert any(sent in x["body"]["endSessions"] for x in env.backend.received("endSessions"))
     # bob's cursor was killed on the backend and is not alice's to read
     assert r.command({"getMore": cid, "collection": "items"}, db="app")["code"] == 13
     kills = env.backend.received("killCursors")
