@@ -96,7 +96,8 @@
 #define MS_MAX_LSIDS 256    /* backend logical sessions remembered per client (for endSessions) */
 #define MS_NS_MAX 256
 #define MS_GRACE_DEFAULT_MS 10000
-#define MS_AWAIT_CAPABLE 8 /* OP_REPLY responseFlags */
+#define MS_SCRATCH_KEEP (64 * 1024) /* scratch kept between messages; larger is freed */
+#define MS_AWAIT_CAPABLE 8          /* OP_REPLY responseFlags */
 
 enum { MS_STALL = 1 }; /* a handler's "not now": the message stays unconsumed */
 
@@ -1265,7 +1266,9 @@ static int on_client_msg(tg_conn *c, ms_session *s, const tg_mongo_frame *f)
                     : local_error(c, s, rid, TG_MONGO_ERR_REAUTHENTICATION_REQUIRED,
                                   "token expired: authenticate again", false);
     }
-    return scope_and_send(c, s, f, &m, name, &body);
+    int r = scope_and_send(c, s, f, &m, name, &body);
+    tg_mongo_scoped_clear(&s->scoped); /* sent is copied or pinned: nothing held while idle */
+    return r;
 }
 
 /* OP_QUERY: the legacy handshake only (hello/isMaster on <db>.$cmd), answered with OP_REPLY. */
@@ -1305,6 +1308,15 @@ static int on_client_query(tg_conn *c, ms_session *s, const tg_mongo_frame *f)
                        "OP_QUERY serves only hello and isMaster; use OP_MSG", true);
 }
 
+/* A scratch buffer that grew for one large message is given back (sends copy what they take). */
+static void trim_scratch(ms_session *s)
+{
+    if (s->out.cap > MS_SCRATCH_KEEP)
+        tg_buf_free(&s->out);
+    if (s->scratch.cap > MS_SCRATCH_KEEP)
+        tg_buf_free(&s->scratch);
+}
+
 static ssize_t relay_client(tg_conn *c, ms_session *s, const uint8_t *data, size_t len)
 {
     size_t off = 0;
@@ -1338,6 +1350,7 @@ static ssize_t relay_client(tg_conn *c, ms_session *s, const uint8_t *data, size
         if (n < 0)
             return n; /* cannot happen: the header was judged above */
         int r = h.op_code == OP_MSG ? on_client_msg(c, s, &f) : on_client_query(c, s, &f);
+        trim_scratch(s);
         if (r == MS_STALL)
             break;
         if (r < 0)
@@ -1443,6 +1456,7 @@ static ssize_t relay_backend(tg_conn *c, ms_session *s, const uint8_t *data, siz
         }
         if (r == 0)
             r = tg_reply_queue_backend_done(&s->rq, emit_client, c);
+        trim_scratch(s);
         if (r < 0)
             return r;
         off += (size_t)n;
