@@ -160,7 +160,7 @@ static uint8_t *make_docs(const char *id, int n, size_t *len)
 
 static volatile uint32_t sink;
 
-static double run(tg_mongo_tenant *t, bson_t **bodies, int nbodies, const tg_mongo_seq *seq,
+static double run(tg_mongo_tenant *t, bson_t **bodies, int nbodies, const tg_mongo_scope_seq *seq,
                   uint32_t nseq, long iters)
 {
     tg_mongo_scoped r;
@@ -176,8 +176,8 @@ static double run(tg_mongo_tenant *t, bson_t **bodies, int nbodies, const tg_mon
 
 /* The best of ROUNDS runs of ~seconds/ROUNDS each: the least disturbed estimate. */
 #define ROUNDS 5
-static double measure(tg_mongo_tenant *t, bson_t **bodies, int nbodies, const tg_mongo_seq *seq,
-                      uint32_t nseq, double seconds)
+static double measure(tg_mongo_tenant *t, bson_t **bodies, int nbodies,
+                      const tg_mongo_scope_seq *seq, uint32_t nseq, double seconds)
 {
     long iters = 1000;
     double ns;
@@ -243,7 +243,7 @@ int main(int argc, char **argv)
         int nb = c->lsid_miss ? NBODIES : 1;
         for (int b = 0; b < nb; b++)
             bodies[b] = make_body(c->json, b);
-        tg_mongo_seq seq;
+        tg_mongo_scope_seq seq;
         uint8_t *docs = NULL;
         size_t docs_len = 0;
         uint32_t nseq = 0;

@@ -2896,7 +2896,7 @@ static int emit_doc_array(sc *c, bson_t *dst, const char *key, const bson_iter_t
 }
 
 /* A kind 1 sequence through fn; out->docs stays NULL when nothing changed. */
-static int emit_doc_seq(sc *c, const tg_mongo_seq *in, tg_mongo_seq_out *out, doc_fn fn)
+static int emit_doc_seq(sc *c, const tg_mongo_scope_seq *in, tg_mongo_seq_out *out, doc_fn fn)
 {
     uint8_t *buf = NULL;
     size_t buflen = 0;
@@ -3138,7 +3138,7 @@ static bool is_generic(const char *name)
  * inside explain (no $db, session or transaction fields; $db is the outer's).
  * The sequences are those of the outer command (none for inner).
  */
-static int scope_body(sc *c, const bson_t *body, bson_t *dst, const tg_mongo_seq *seqs,
+static int scope_body(sc *c, const bson_t *body, bson_t *dst, const tg_mongo_scope_seq *seqs,
                       uint32_t nseq, bool inner, int depth)
 {
     bson_iter_t it;
@@ -3428,7 +3428,8 @@ void tg_mongo_scoped_clear(tg_mongo_scoped *r)
 }
 
 tg_mongo_verdict tg_mongo_scope_command(tg_mongo_tenant *t, const bson_t *body,
-                                        const tg_mongo_seq *seqs, uint32_t nseq, tg_mongo_scoped *r)
+                                        const tg_mongo_scope_seq *seqs, uint32_t nseq,
+                                        tg_mongo_scoped *r)
 {
     tg_mongo_scoped_clear(r);
     sc c = {.s = t->s, .t = t, .r = r, .field = t->s->isolation == TG_MONGO_SCOPE_FIELD};

@@ -160,15 +160,16 @@ typedef struct tg_mongo_reply_map {
 } tg_mongo_reply_map;
 
 /* One kind 1 document sequence of a request (borrowed). */
-typedef struct tg_mongo_seq {
+typedef struct tg_mongo_scope_seq {
     tg_slice id;   /* identifier, without its NUL ("documents") */
     tg_slice docs; /* the documents back to back, each validated */
-} tg_mongo_seq;
+} tg_mongo_scope_seq;
 
 /* One kind 1 document sequence of a rewritten request (owned by the result). */
 typedef struct tg_mongo_seq_out {
     const char *id; /* static: the identifier */
-    uint8_t *docs;  /* the documents back to back (bson_free) */
+    uint8_t *docs;  /* the documents back to back (bson_free); NULL: the request's sequence
+                       at the same index is sent unchanged */
     size_t len;
     uint32_t count;
 } tg_mongo_seq_out;
@@ -215,7 +216,7 @@ void tg_mongo_scoped_clear(tg_mongo_scoped *r);
  * with reason "out of memory".
  */
 tg_mongo_verdict tg_mongo_scope_command(tg_mongo_tenant *t, const bson_t *body,
-                                        const tg_mongo_seq *seqs, uint32_t nseq,
+                                        const tg_mongo_scope_seq *seqs, uint32_t nseq,
                                         tg_mongo_scoped *r);
 
 /*

@@ -72,11 +72,7 @@
 #include <bson/bson.h>
 
 #include "protocols/mongodb/codec.h"
-/* policy/mongo_scope.h calls its borrowed kind 1 sequence tg_mongo_seq, as codec.h calls its own
- * (which also counts the documents): here the scoper's is tg_mongo_scope_seq. */
-#define tg_mongo_seq tg_mongo_scope_seq
 #include "policy/mongo_scope.h"
-#undef tg_mongo_seq
 #include "proxy/auth.h"
 #include "proxy/conn.h"
 #include "proxy/error.h"

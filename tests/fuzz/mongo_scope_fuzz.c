@@ -449,7 +449,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bson_t body;
     CHECK(bson_init_static(&body, buf + offs[0], lens[0]));
     static const char *const ids[] = {NULL, "documents", "updates", "deletes"};
-    tg_mongo_seq seqs[2];
+    tg_mongo_scope_seq seqs[2];
     uint32_t nseq = 0;
     char idbuf[64];
     const char *id = ids[sq & 3];
@@ -463,11 +463,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (id && ndocs > 1) {
         size_t first = offs[1], end = offs[ndocs - 1] + lens[ndocs - 1];
         size_t mid = ndocs > 2 ? offs[1 + (ndocs - 1) / 2] : end;
-        seqs[0] =
-            (tg_mongo_seq){tg_slice_str(id), {buf + first, (sq & 4) ? mid - first : end - first}};
+        seqs[0] = (tg_mongo_scope_seq){tg_slice_str(id),
+                                       {buf + first, (sq & 4) ? mid - first : end - first}};
         nseq = 1;
         if (sq & 4) {
-            seqs[1] = (tg_mongo_seq){tg_slice_str(id), {buf + mid, end - mid}};
+            seqs[1] = (tg_mongo_scope_seq){tg_slice_str(id), {buf + mid, end - mid}};
             nseq = 2;
         }
     }
@@ -494,11 +494,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* a rewritten command scoped again (field mode) is never refused */
     if (field && v == TG_MONGO_REWRITE) {
         bson_t again;
-        tg_mongo_seq s2[2];
+        tg_mongo_scope_seq s2[2];
         for (uint32_t i = 0; i < r.nseq; i++)
-            s2[i] = (tg_mongo_seq){tg_slice_str(r.seq[i].id),
-                                   r.seq[i].docs ? (tg_slice){r.seq[i].docs, r.seq[i].len}
-                                                 : seqs[i].docs};
+            s2[i] = (tg_mongo_scope_seq){tg_slice_str(r.seq[i].id),
+                                         r.seq[i].docs ? (tg_slice){r.seq[i].docs, r.seq[i].len}
+                                                       : seqs[i].docs};
         CHECK(bson_init_static(&again, r.body, r.body_len));
         tg_mongo_verdict v3 = tg_mongo_scope_command(t, &again, s2, r.nseq, &r2);
         /* (the clause adds two levels: a filter at the depth limit may pass it) */

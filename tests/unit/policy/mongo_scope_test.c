@@ -143,7 +143,7 @@ static tg_mongo_verdict run_seq(tg_mongo_tenant *t, const char *json, const seqd
                                 uint32_t nseq, scoped *out)
 {
     bson_t *body = J(json);
-    tg_mongo_seq seqs[TG_MONGO_SCOPE_MAX_SEQ + 1];
+    tg_mongo_scope_seq seqs[TG_MONGO_SCOPE_MAX_SEQ + 1];
     memset(out->seqbuf, 0, sizeof(out->seqbuf));
     for (uint32_t i = 0; i < nseq; i++) {
         bson_t *arr = J(sd[i].docs_json);
@@ -1178,7 +1178,7 @@ static void test_malformed_bson(void **state)
     assert_string_equal(r.reason, "malformed BSON");
     /* the same inside a kind 1 document, and as a reply */
     bson_t *ins = BCON_NEW("insert", "o", "$db", "app");
-    tg_mongo_seq seq = {tg_slice_str("documents"), {raw, b->len}};
+    tg_mongo_scope_seq seq = {tg_slice_str("documents"), {raw, b->len}};
     assert_int_equal(tg_mongo_scope_command(F, ins, &seq, 1, &r), TG_MONGO_DENY);
     assert_string_equal(r.reason, "malformed document sequence");
     seq.docs.len = b->len - 1; /* a truncated sequence */
