@@ -84,3 +84,52 @@ def bolt_proxy(backend_address, user, password, listener_extra=None, **bolt):
                 proxy.kill()
                 proxy.close_files()
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ---- the Bolt test backend behind tenantgate, driven by the JavaScript driver ------------------
+
+class Stack:
+    """The test backend (b) with tenantgate (env) in front of it."""
+
+    def __init__(self, backend, env):
+        self.b, self.env = backend, env
+
+    def driver(self, tenant, steps, scheme="bolt", auth="bearer", token=None, config=None,
+               timeout=120):
+        """Runs driver steps through tenantgate as `tenant`; returns the step outcomes."""
+        from bolt_fixture import run_driver
+        token = token or self.env.tokens.mint(tenant)
+        a = ({"scheme": "bearer", "token": token} if auth == "bearer" else
+             {"scheme": "basic", "user": "app", "password": token})
+        return run_driver({"uri": self.env.uri(scheme), "auth": a, "steps": steps,
+                           "config": config or {}}, timeout=timeout)
+
+    def run(self, tenant, query, params=None, **step):
+        """One auto-commit statement as tenant: its result, or {"error": ...}."""
+        s = {"op": "run", "query": query, "params": params or {}}
+        s.update(step)
+        return self.driver(tenant, [s])[0]
+
+    def rows(self, tenant, query, params=None, **step):
+        out = self.run(tenant, query, params, **step)
+        assert "error" not in out, out
+        return out["records"]
+
+    def direct(self, query, params=None, db=None):
+        """A statement straight to the backend as the service user (sees every tenant)."""
+        step = {"op": "run", "query": query, "params": params or {}}
+        if db:
+            step["db"] = db
+        out = self.b.driver([step])[0]
+        assert "error" not in out, out
+        return out["records"]
+
+
+@contextlib.contextmanager
+def bolt_stack(schema, backend_args=(), listener_extra=None, **bolt):
+    """The Bolt test backend with `schema`, and tenantgate in front of it (bolt keys as kwargs)."""
+    from bolt_fixture import bolt_backend
+    with bolt_backend(schema=schema, args=backend_args) as b:
+        with bolt_proxy(f"127.0.0.1:{b.port}", b.user, b.password, listener_extra=listener_extra,
+                        **bolt) as env:
+            yield Stack(b, env)

@@ -15,7 +15,7 @@ import pytest
 
 import tghelpers as h
 from bolt_env import bolt_proxy
-from bolt_wire import MAGIC, Client, FakeBackend, Struct, frame, proposal
+from bolt_wire import MAGIC, FakeBackend, Struct, frame, node, proposal
 
 USER, PASSWORD = "svc", "svc-pw-" + "x" * 8
 
@@ -514,3 +514,41 @@ def test_magic_only_then_close(env):
     c = env.client()
     c.send_raw(MAGIC + proposal(5, 4))
     c.close()
+
+
+# ---- hide_tenant_property ---------------------------------------------------------------------
+
+def _graph_row(tenant):
+    a = node(1, ["Person"], {"name": "a", "tenant_id": tenant}, "4:x:1")
+    b = node(2, ["Person"], {"tenant_id": tenant, "name": "b", "age": 3}, "4:x:2")
+    plain = node(3, ["City"], {"name": "c"}, "4:x:3")
+    rel = Struct(ord("r"), 10, "KNOWS", {"tenant_id": "kept-on-relationships"}, "5:x:10")
+    path = Struct(ord("P"), [a, b], [rel], [1, 1])
+    return [a, [b, plain, 7], {"k": b, "s": "tenant_id"}, path, "tenant_id", {"tenant_id": 1}]
+
+
+def test_hide_tenant_property_in_records():
+    row = _graph_row("acme")
+    with FakeBackend(USER, PASSWORD, results={"": [row, [1, "x"]]}) as fake:
+        with bolt_proxy(fake.address, USER, PASSWORD, hide_tenant_property=True) as e:
+            c = e.login("acme")
+            c.send("PULL", {"n": -1})
+            got = [c.recv(), c.recv(), c.recv()]
+            assert [m.name for m in got] == ["RECORD", "RECORD", "SUCCESS"]
+            a, lst, mp, path, s, m = got[0].fields[0]
+            assert a == node(1, ["Person"], {"name": "a"}, "4:x:1")
+            assert lst[0] == node(2, ["Person"], {"name": "b", "age": 3}, "4:x:2")
+            assert lst[1:] == [node(3, ["City"], {"name": "c"}, "4:x:3"), 7]
+            assert mp == {"k": lst[0], "s": "tenant_id"}
+            assert path.fields[0] == [a, lst[0]]
+            assert path.fields[1][0].fields[2] == {"tenant_id": "kept-on-relationships"}
+            assert path.fields[2] == [1, 1]
+            # not nodes: a string and a map (e.g. properties(n)) pass as they are
+            assert (s, m) == ("tenant_id", {"tenant_id": 1})
+            assert got[1].fields[0] == [1, "x"]
+        # without the setting, records pass byte for byte
+        with bolt_proxy(fake.address, USER, PASSWORD) as e:
+            c = e.login("acme")
+            c.send("PULL", {"n": -1})
+            got = c.recv()
+            assert got.fields[0] == row
