@@ -47,6 +47,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "proxy/error.h"
@@ -125,7 +126,7 @@ typedef struct rule {
 #define N_TRACKING "client-side caching is not available"
 #define N_REPL "replication and cluster control"
 #define N_PERSIST "persistence control"
-#define N_SCRIPTS "it affects every tenant's scripts"
+#define N_SCRIPTS "scripts and functions are shared by every tenant"
 
 enum { RULE_DEFAULT_KEYS, RULE_DEFAULT_DENY, RULE_NO_SPECS, RULE_UNVETTED, RULE_FIRST_NAMED };
 
@@ -205,7 +206,18 @@ static const rule rules[] = {
     SPECIAL("pubsub|numsub", CHANNELS, NUMSUB, 2, true),
     SPECIAL("pubsub|shardnumsub", CHANNELS, NUMSUB, 2, true),
 
-    /* ---- scripts: only with allow_scripts (per-tenant ACL user on the backend) ---- */
+    /*
+     * ---- scripts: only with allow_scripts (per-tenant ACL user on the backend) ----
+     * A script runs as the connection's ACL user, so Redis checks every key and channel it
+     * touches against the tenant's prefix, and every command against the user's grants
+     * (tg_redis_acl_grants). What stays refused acts on the server-wide script cache and
+     * function libraries, which every tenant shares: SCRIPT FLUSH would drop every tenant's
+     * cached scripts, SCRIPT KILL / FUNCTION KILL stop whichever tenant's script runs,
+     * FUNCTION LOAD / DELETE / FLUSH / RESTORE replace or remove the libraries every tenant
+     * calls, FUNCTION STATS shows the running function's name and arguments (another
+     * tenant's keys), FUNCTION DUMP is the libraries' code. Libraries are loaded by the
+     * operator (as the service user); tenants FCALL them and may list them.
+     */
     SPECIAL("eval", SCRIPT, NONE, 0, false),
     SPECIAL("evalsha", SCRIPT, NONE, 0, false),
     SPECIAL("eval_ro", SCRIPT, NONE, 0, false),
@@ -215,10 +227,13 @@ static const rule rules[] = {
     SPECIAL("script|load", SCRIPT, NONE, 0, true),
     SPECIAL("script|exists", SCRIPT, NONE, 0, true),
     SPECIAL("script|help", SCRIPT, NONE, 0, true),
+    SPECIAL("function|list", SCRIPT, NONE, 0, true),
+    SPECIAL("function|help", SCRIPT, NONE, 0, true),
     DENY("script|flush", N_SCRIPTS),
     DENY("script|kill", N_SCRIPTS),
     DENY("script|debug", N_SCRIPTS),
-    DENY("function", N_SCRIPTS), /* libraries are server-wide: every subcommand */
+    DENY("function|stats", "it shows other clients' running functions"),
+    DENY("function", N_SCRIPTS), /* libraries are server-wide: every other subcommand */
 
     /* ---- refused: the whole keyspace, other databases, other servers ---- */
     DENY("flushall", "it empties every tenant's data"),
@@ -715,6 +730,72 @@ bool tg_redis_command_unvetted(const tg_redis_command *c)
     return c && c->rule == RULE_UNVETTED;
 }
 
+/* ---- the per-tenant ACL user ------------------------------------------------------------- */
+
+/* Every key spec of c can be resolved the way Redis's ACL check resolves it (none INCOMPLETE). */
+static bool specs_complete(const tg_redis_command *c)
+{
+    for (uint32_t i = 0; i < c->nspecs; i++) {
+        const tg_redis_keyspec *s = &c->specs[i];
+        if (s->bs == TG_REDIS_BS_UNKNOWN || s->fk == TG_REDIS_FK_UNKNOWN ||
+            (s->flags & TG_REDIS_KS_INCOMPLETE))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * With allow_scripts the backend connection is the tenant's ACL user, and a script
+ * runs every command it calls as that user, past the proxy's policy. So the user gets
+ * exactly the commands whose tenant scoping Redis's own ACL enforces as tightly as the
+ * proxy does -- derived from the rules, never "+@all":
+ *
+ *   KEYS (keyed or a listed keyless one)  the proxy only prefixes the keys the key specs
+ *                                         find, and Redis's ACL checks those same keys
+ *                                         against ~prefix*; keyless ones touch no data
+ *   SCRIPT                                EVAL*, FCALL*, SCRIPT LOAD|EXISTS|HELP, FUNCTION
+ *                                         LIST|HELP (their KEYS are key specs too)
+ *   PUBLISH, (S)SUBSCRIBE, (S)UNSUBSCRIBE Redis checks published and subscribed channels
+ *                                         against &prefix* (unsubscribing touches only the
+ *                                         connection's own subscriptions)
+ *   XREAD / XREADGROUP                    see below
+ *
+ * and nothing else: not KEYS, SCAN, RANDOMKEY, DBSIZE (ACL key patterns do not filter
+ * what they return), not pattern subscriptions nor PUBSUB (Redis checks PSUBSCRIBE
+ * patterns literally and PUBSUB's channels not at all), not SORT / GEORADIUS(BYMEMBER) /
+ * COPY (handlers: their key specs do not say everything the command touches -- Redis
+ * 7.0 lets "GEORADIUS k .. STORE mine STORE theirs" write the last target after checking
+ * only the first), not anything refused, local, admin or @dangerous. Containers are
+ * never granted whole ("+client" would grant every subcommand, also ones a later server
+ * adds): each subcommand is granted on its own.
+ *
+ * XREAD / XREADGROUP are handlers only because the key spec's keyword search can stop at
+ * a group or consumer named STREAMS. Redis's ACL check then takes its "keys" from there,
+ * and the range it checks always includes the next token after the consumer name: the
+ * real STREAMS keyword, or an option (COUNT, BLOCK, NOACK) -- never a name under a key
+ * prefix whose {tenant} is followed by a separator (required with allow_scripts). Such a
+ * command is refused by Redis, never let through; XREAD's options before STREAMS are
+ * integers, so its spec is exact.
+ */
+bool tg_redis_acl_grants(const tg_redis_command *c)
+{
+    if (!c || c->rule >= COUNT(rules) || c->container || (c->flags & TG_REDIS_CMD_MODULE))
+        return false;
+    const rule *r = &rules[c->rule];
+    switch ((rule_kind)r->kind) {
+    case RULE_KEYS:
+    case RULE_SCRIPT:
+        return specs_complete(c);
+    case RULE_PUBLISH:
+    case RULE_XREAD:
+        return true;
+    case RULE_CHANNELS: /* the subscribe family, not PUBSUB NUMSUB|SHARDNUMSUB */
+        return r->reply == TG_REDIS_REPLY_PUBSUB;
+    default:
+        return false;
+    }
+}
+
 /* ---- the built-in table ------------------------------------------------------------------ */
 
 typedef struct builtin_cmd {
@@ -836,7 +917,9 @@ const tg_redis_command *tg_redis_lookup(const tg_redis_table *t, const tg_slice 
 
 void tg_redis_verdict_init(tg_redis_verdict *v, uint8_t *roles, uint32_t cap)
 {
-    memset(v, 0, sizeof(*v));
+    /* Every field but the reason text, which only a denial fills: this runs per command. */
+    memset(v, 0, offsetof(tg_redis_verdict, reason));
+    v->reason[0] = '\0';
     v->roles = roles;
     v->roles_cap = cap;
 }
@@ -1172,6 +1255,10 @@ tg_redis_verdict_kind tg_redis_judge(const tg_redis_table *t, const tg_slice *ar
 
     const rule *r = &rules[c->rule];
     v->reply = (tg_redis_reply_kind)r->reply;
+    /* The backend connection is the tenant's ACL user: what it lacks would fail there. */
+    if (o->allow_scripts && r->kind != RULE_LOCAL && r->kind != RULE_SELECT &&
+        r->kind != RULE_DENY && !tg_redis_acl_grants(c))
+        return deny_cmd(v, c, "not granted to the tenant's ACL user with allow_scripts");
     switch ((rule_kind)r->kind) {
     case RULE_KEYS:
         return forward_keys(c, argv, argc, v);

@@ -250,6 +250,16 @@ const char *tg_redis_rule_name(const tg_redis_command *c);
 
 /* True when c is refused because tenantgate does not know it (see tg_redis_table_seal_vetted). */
 bool tg_redis_command_unvetted(const tg_redis_command *c);
+/*
+ * True when the per-tenant ACL user (allow_scripts) is granted command c of a sealed
+ * table: its rule only prefixes keys that complete key specs find or channels Redis's ACL
+ * checks, or it is a listed harmless keyless command or an allowed script command --
+ * what Redis's ACL key (~prefix*) and channel (&prefix*) patterns scope as tightly as the
+ * proxy, also when a script calls it. Never a container (its subcommands are granted one
+ * by one), never KEYS, SCAN, pattern subscriptions, PUBSUB, SORT, GEORADIUS, COPY or
+ * anything refused. See redis_policy.c for the reasoning.
+ */
+bool tg_redis_acl_grants(const tg_redis_command *c);
 
 /* ---- the verdict ------------------------------------------------------------------------- */
 
@@ -361,7 +371,9 @@ typedef struct tg_redis_judge_opts {
     /*
      * The backend connection is a per-tenant ACL user whose key and channel
      * patterns are the tenant's prefix (Redis enforces the prefix inside
-     * scripts): EVAL/EVALSHA(_RO), FCALL(_RO), SCRIPT LOAD|EXISTS are forwarded.
+     * scripts): EVAL/EVALSHA(_RO), FCALL(_RO), SCRIPT LOAD|EXISTS|HELP and
+     * FUNCTION LIST|HELP are forwarded, and every command the ACL user is not
+     * granted (tg_redis_acl_grants: SCAN, KEYS, PSUBSCRIBE, SORT...) is refused.
      * Off: every scripting command is refused.
      */
     bool allow_scripts;

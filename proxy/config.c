@@ -29,8 +29,8 @@
  *   - explicit tags (`!!str`, `!foo`) are refused.
  *
  * Files: `*_file` secrets (hs256_secret_file, public_key_file, jwks_file,
- * password_file, postgres.context_key_file) are read here (regular files only, at most 1 MiB, one
- * trailing
+ * password_file, postgres.context_key_file, redis.acl_key_file) are read here (regular files only,
+ * at most 1 MiB, one trailing
  * "\n" or "\r\n" dropped, empty is an error) and zeroed again by tg_config_free.
  * cert_file, key_file and ca_file are only checked to be readable regular files
  * (cert_file/key_file only when tls.mode is not disable) and kept as paths.
@@ -1360,17 +1360,119 @@ static void parse_postgres(walker *w, const node *m, tg_postgres_config *pg)
     field_uint(w, m, "session_timeout_s", 0, 7 * 86400, &pg->session_timeout_s);
 }
 
-static void parse_redis(walker *w, const node *m, tg_redis_config *r)
+/* A character a tenant id can hold (SPEC §4: ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$). */
+static bool tenant_char(char c)
 {
-    static const char *const keys[] = {"key_prefix", "allow_scripts", "max_connections_per_tenant",
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+}
+
+/* True when some valid tenant id makes tpl (holding "{tenant}" once) expand to name. */
+static bool template_makes(const char *tpl, const char *name)
+{
+    const char *at = strstr(tpl, "{tenant}");
+    size_t pre = (size_t)(at - tpl), post = strlen(at + 8), n = strlen(name);
+    if (n < pre + post + 1 || n - pre - post > 64 || strncmp(name, tpl, pre) != 0 ||
+        strcmp(name + n - post, at + 8) != 0) {
+        return false;
+    }
+    for (size_t i = pre; i < n - post; i++) {
+        if (!tenant_char(name[i]) || (i == pre && (name[i] == '_' || name[i] == '-'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * allow_scripts: per-tenant ACL users whose key and channel patterns are the
+ * tenant's prefix. Everything the mode needs is checked here, so that `check`
+ * and a reload report it before any tenant connects.
+ */
+static void check_redis_acl(walker *w, const node *m, const tg_listener_config *l)
+{
+    const tg_redis_config *r = &l->redis;
+    if (!map_get(m, "acl_key_file")) {
+        fail_key(w, m, "acl_key_file",
+                 "required when allow_scripts is true (the key that derives each tenant's ACL "
+                 "user password, at least %d random bytes)",
+                 CFG_CONTEXT_KEY_MIN);
+    }
+    if (!w->failed && r->acl_key.len < CFG_CONTEXT_KEY_MIN) {
+        fail_key(w, m, "acl_key_file", "the key in %s is %zu bytes; at least %d are required",
+                 r->acl_key.path, r->acl_key.len, CFG_CONTEXT_KEY_MIN);
+    }
+    /* ACL patterns cannot hold spaces. */
+    if (!w->failed && strpbrk(r->key_prefix, " \t")) {
+        fail_key(w, m, "key_prefix", "must not contain spaces with allow_scripts");
+    }
+    const char *tpl = r->acl_user_template;
+    const char *at = strstr(tpl, "{tenant}");
+    if (!w->failed && (!at || strstr(at + 8, "{tenant}") || strlen(tpl) > 190)) {
+        fail_key(w, m, "acl_user_template",
+                 "must contain {tenant} exactly once (at most 190 bytes)");
+    }
+    for (const char *p = tpl; !w->failed && *p; p++) {
+        if (*p <= ' ' || *p >= 0x7f) {
+            fail_key(w, m, "acl_user_template", "must not contain spaces (an ACL user name)");
+        }
+    }
+    /* A tenant must never be able to reset the service user or the default user. */
+    const char *svc = l->backend.user ? l->backend.user : "default";
+    if (!w->failed && (template_makes(tpl, svc) || template_makes(tpl, "default"))) {
+        fail_key(w, m, "acl_user_template",
+                 "a tenant's ACL user could be named \"%s\": use a fixed part that the "
+                 "service and default users do not have, such as tenantgate:{tenant}",
+                 template_makes(tpl, svc) ? svc : "default");
+    }
+    if (!w->failed && l->backend.tls != TG_BACKEND_TLS_DISABLE) {
+        fail_key(w, m, "allow_scripts",
+                 "needs backend.tls: disable (the control connection that provisions ACL users "
+                 "has no TLS)");
+    }
+}
+
+static void parse_redis(walker *w, const node *m, tg_listener_config *l)
+{
+    static const char *const keys[] = {"key_prefix",
+                                       "allow_scripts",
+                                       "acl_key_file",
+                                       "acl_user_template",
+                                       "max_connections_per_tenant",
                                        NULL};
+    tg_redis_config *r = &l->redis;
     if (!check_map(w, m, keys)) {
         return;
     }
     field_string(w, m, "key_prefix", &r->key_prefix);
     check_tenant_template(w, m, "key_prefix", r->key_prefix);
+    /* Prefixes of two tenants must never be prefixes of each other: with "t:{tenant}",
+     * tenant "a"'s key "bx" would be tenant "ab"'s key "x". A character no tenant id
+     * holds after every {tenant} keeps them apart (and ACL patterns "~t:a:*" exact). */
+    for (const char *t = strstr(r->key_prefix, "{tenant}"); t && !w->failed;
+         t = strstr(t + 8, "{tenant}")) {
+        if (t[8] == '\0' || tenant_char(t[8]) || strncmp(t + 8, "{tenant}", 8) == 0) {
+            fail_key(w, m, "key_prefix",
+                     "every {tenant} must be followed by a separator a tenant id cannot hold, "
+                     "such as ':' (t:{tenant}:), or one tenant's keys would be another's");
+        }
+    }
     field_bool(w, m, "allow_scripts", &r->allow_scripts);
     field_uint(w, m, "max_connections_per_tenant", 0, 1000000, &r->max_connections_per_tenant);
+    if (!r->allow_scripts) {
+        if (map_get(m, "acl_key_file")) {
+            fail_key(w, m, "acl_key_file", "only used with allow_scripts: true");
+        }
+        if (map_get(m, "acl_user_template")) {
+            fail_key(w, m, "acl_user_template", "only used with allow_scripts: true");
+        }
+        return;
+    }
+    field_secret(w, m, "acl_key_file", &r->acl_key);
+    field_string(w, m, "acl_user_template", &r->acl_user_template);
+    if (!w->failed) {
+        check_redis_acl(w, m, l);
+    }
 }
 
 static void parse_mongodb(walker *w, const node *m, tg_mongodb_config *mg)
@@ -1451,6 +1553,7 @@ static void listener_defaults(walker *w, tg_listener_config *l)
     set_str(w, &l->postgres.tenant_column, "tenant_id");
     l->postgres.max_message_bytes = 64u << 20;
     set_str(w, &l->redis.key_prefix, "t:{tenant}:");
+    set_str(w, &l->redis.acl_user_template, "tenantgate:{tenant}");
     set_str(w, &l->mongodb.tenant_field, "tenant_id");
     set_str(w, &l->mongodb.database_template, "{db}_{tenant}");
     set_str(w, &l->bolt.tenant_property, "tenant_id");
@@ -1587,7 +1690,7 @@ static void parse_listener(walker *w, const node *m, tg_config *cfg, size_t idx)
             parse_postgres(w, v, &l->postgres);
             break;
         case TG_PROTO_REDIS:
-            parse_redis(w, v, &l->redis);
+            parse_redis(w, v, l);
             break;
         case TG_PROTO_MONGODB:
             parse_mongodb(w, v, &l->mongodb);
@@ -1599,6 +1702,23 @@ static void parse_listener(walker *w, const node *m, tg_config *cfg, size_t idx)
             break;
         }
         path_restore(w, s);
+    }
+    /* Two listeners provisioning the same ACL users on one backend must agree on their rules. */
+    for (size_t i = 0; i < idx && !w->failed && l->redis.allow_scripts; i++) {
+        const tg_listener_config *o = &cfg->listeners[i];
+        if (o->protocol != TG_PROTO_REDIS || !o->redis.allow_scripts ||
+            !same_address(o->backend.address, l->backend.address) ||
+            strcmp(o->redis.acl_user_template, l->redis.acl_user_template) != 0) {
+            continue;
+        }
+        if (strcmp(o->redis.key_prefix, l->redis.key_prefix) != 0 ||
+            o->redis.acl_key.len != l->redis.acl_key.len ||
+            memcmp(o->redis.acl_key.data, l->redis.acl_key.data, l->redis.acl_key.len) != 0) {
+            fail_key(w, m, "redis",
+                     "listeners[%zu] provisions the same ACL users on this backend with another "
+                     "key_prefix or acl_key_file: use another acl_user_template",
+                     i);
+        }
     }
 }
 
@@ -1873,6 +1993,8 @@ void tg_config_free(tg_config *cfg)
         free_names(l->postgres.deny_relations);
         secret_free(&l->postgres.context_key);
         free(l->redis.key_prefix);
+        secret_free(&l->redis.acl_key);
+        free(l->redis.acl_user_template);
         free(l->mongodb.tenant_field);
         free(l->mongodb.database_template);
         free(l->bolt.tenant_property);

@@ -113,8 +113,11 @@ typedef struct tg_postgres_config {
 } tg_postgres_config;
 
 typedef struct tg_redis_config {
-    char *key_prefix;                    /* default "t:{tenant}:" */
-    bool allow_scripts;                  /* default false */
+    char *key_prefix;        /* default "t:{tenant}:" */
+    bool allow_scripts;      /* default false; true: per-tenant ACL users on the backend */
+    tg_secret acl_key;       /* acl_key_file: derives each tenant's ACL password; required
+                                with allow_scripts (>= 32 bytes) */
+    char *acl_user_template; /* ACL user name per tenant; default "tenantgate:{tenant}" */
     uint32_t max_connections_per_tenant; /* per listener, this process; default 0 = unlimited */
 } tg_redis_config;
 

@@ -578,6 +578,18 @@ void tg_conn_redispatch(tg_conn *c, tg_side_id side)
     c->redispatch |= (uint8_t)(1u << side);
 }
 
+void tg_conn_call(tg_conn *c, int (*fn)(tg_conn *c, void *session, void *arg), void *arg)
+{
+    if (c->closing)
+        return;
+    if (fn(c, c->session, arg) < 0) {
+        tg_conn_abort(c, "session error");
+        return;
+    }
+    run_redispatch(c);
+    flush_all(c);
+}
+
 static void side_ready(tg_conn *c, tg_side_id sid);
 
 /* Moves plaintext out of the TLS engine of side `from` into rd and dispatches it. */

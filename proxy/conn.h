@@ -76,6 +76,15 @@ bool tg_conn_client_tls(const tg_conn *c);
 void tg_conn_redispatch(tg_conn *c, tg_side_id side);
 
 /*
+ * Runs fn(c, session, arg) as a callback of c for an event from outside the
+ * pair on the worker's loop (e.g. the reply of a control connection the
+ * session started): what fn sends is written, redispatches run, and a negative
+ * return aborts the connection. Does nothing once c is closing. Not from
+ * inside another callback of c.
+ */
+void tg_conn_call(tg_conn *c, int (*fn)(tg_conn *c, void *session, void *arg), void *arg);
+
+/*
  * In delay_ms (0 cancels), ops->on_expire runs (it sends the protocol's error
  * and finishes the connection), or the connection is aborted when the
  * protocol has none. Token expiry and session timeouts use it.

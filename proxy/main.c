@@ -41,6 +41,7 @@
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
 #include "protocols/postgres/preflight.h"
+#include "protocols/redis/preflight.h"
 
 #ifndef TG_VERSION
 #define TG_VERSION "dev"
@@ -164,6 +165,10 @@ static int cmd_check(const char *path, bool offline)
             printf("listener %s: backend %s: reachable\n", l->name, l->backend.address);
             /* RLS preflight: role, tables, signed context (0 safe, 1 unsafe, 2 unchecked) */
             if (l->protocol == TG_PROTO_POSTGRES && tg_pg_preflight(l, stdout) != 0)
+                failed = 1;
+            /* allow_scripts: may the service user provision per-tenant ACL users? */
+            if (l->protocol == TG_PROTO_REDIS && l->redis.allow_scripts &&
+                tg_redis_preflight(l, stdout) != 0)
                 failed = 1;
         }
     }

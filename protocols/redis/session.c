@@ -7,6 +7,18 @@
  *   NOAUTH (backend kept) <--client RESET------------ READY: judge every command
  *      '--AUTH/HELLO AUTH ok (no backend RESET needed)--^
  *
+ * With allow_scripts the backend connection logs in as the tenant's ACL user
+ * (protocols/redis/acl.h), never as the service user, and client input waits
+ * (acl_wait) while that user is provisioned and until the backend accepts it:
+ *
+ *   AUTH t (verified) --t's user not provisioned--> request left in the input, provisioning
+ *        |                                              | done: the same request again (replay)
+ *        v                                              v   failed: "-ERR ...", nothing changed
+ *   backend: [RESET] AUTH <user of t> <secret> --+OK--> after_login: HELLO / "+OK", input resumes
+ *                                              --error--> provisioned again, AUTH again (once);
+ *                                                         then the session ends
+ *   RESET from the client: backend RESET + AUTH as the same tenant's user.
+ *
  * Client requests are decoded with tg_resp_decode_request (pre-auth limits
  * before authentication) and judged by policy/redis_policy:
  *
@@ -72,8 +84,10 @@
  *   AUTH, HELLO and SELECT are refused inside MULTI too.
  * - Re-auth for another tenant sends RESET + the service AUTH (+ HELLO 3 for a
  *   RESP3 client) to the backend first, swallowing their replies.
- * - Scripts: allow_scripts (per-tenant ACL users) is not implemented: the
- *   listener refuses the setting and the judge refuses every script command.
+ * - Scripts: refused unless allow_scripts; then the judge forwards EVAL*, FCALL*,
+ *   SCRIPT LOAD|EXISTS and refuses every command the tenant's ACL user lacks
+ *   (tg_redis_acl_grants), so that what a client sends and what its scripts call
+ *   are scoped by the same ACL.
  * - The command table: the first session of a listener whose backend
  *   connection comes up sends `COMMAND` right behind the service AUTH (one
  *   fetch per listener generation; a session that closes before the reply
@@ -84,7 +98,9 @@
  *   a malformed reply) leaves the built-in table (redis 7.0) in place. A
  *   session judges with the table it opened with, the built-in one until the
  *   backend's is in; tables live as long as the listener state (the runtime
- *   generation), which outlives every session of it.
+ *   generation), which outlives every session of it. With allow_scripts the
+ *   backend connection is the tenant's ACL user, which has no COMMAND: those
+ *   listeners keep the built-in table.
  *
  *     listener: fetch IDLE --CAS by one session--> RUNNING --reply parsed--> DONE
  *                                  ^---- that session closed first ----'
@@ -111,6 +127,7 @@
 
 #include "policy/redis_cmdinfo.h"
 #include "policy/redis_policy.h"
+#include "protocols/redis/acl.h"
 #include "protocols/redis/codec.h"
 #include "proxy/auth.h"
 #include "proxy/conn.h"
@@ -119,6 +136,7 @@
 #include "proxy/metrics.h"
 #include "proxy/reply_queue.h"
 #include "proxy/tenant_count.h"
+#include "proxy/worker.h"
 
 #define RS_PREFIX_MAX 512 /* expanded key_prefix */
 #define RS_TEMPLATE_MAX 256
@@ -133,6 +151,7 @@ typedef struct rs_listener {
     /* The backend's table once loaded: published once, freed with the listener. */
     _Atomic(tg_redis_table *) fetched;
     _Atomic int fetch; /* RS_FETCH_*: who asks the backend for COMMAND */
+    tg_redis_acl *acl; /* allow_scripts: the per-tenant ACL users; NULL otherwise */
 } rs_listener;
 
 /* X(name): what to do with the next backend reply. */
@@ -144,7 +163,8 @@ typedef struct rs_listener {
     X(AS_RESET)     /* the backend's answer to an emulated RESET: "+RESET" */                      \
     X(EXECABORT)    /* DISCARD sent for a dirty EXEC: "-EXECABORT ..." */                          \
     X(PUBSUB)       /* the confirmations of a (P|S)(UN)SUBSCRIBE (or one error) */                 \
-    X(TABLE)        /* COMMAND sent for the listener's table: parsed, published, dropped */
+    X(TABLE)        /* COMMAND sent for the listener's table: parsed, published, dropped */        \
+    X(ACL_AUTH)     /* AUTH as the tenant's ACL user: dropped; client input resumes */
 
 typedef enum {
 #define RS_ACTION_ENUM(n) RS_##n,
@@ -181,15 +201,16 @@ typedef struct rs_session {
     bool input_closed; /* after a protocol error: the client's bytes are no longer read */
     bool resp3;        /* the client switched to RESP3 (HELLO 3) */
     bool in_multi, multi_dirty;
-    bool first_ok; /* first auth was AUTH: "+OK" once the backend is up */
+    bool first_ok; /* an AUTH: "+OK" once the backend login is done (after_login) */
     tg_identity id;
     char prefix[RS_PREFIX_MAX];
     size_t prefix_len;
     uint8_t glob[2 * RS_PREFIX_MAX]; /* prefix with glob characters escaped */
     size_t glob_len;
-    tg_buf pending; /* a HELLO to send once the backend is up (first auth) */
-    tg_buf out;     /* scratch for requests and replies built here */
-    tg_buf tmp;     /* scratch for reply elements */
+    tg_buf pending; /* a HELLO to send once the backend login is done (after_login) */
+    uint8_t pending_action, pending_proto; /* how its reply is handled (rs_action, 2 or 3) */
+    tg_buf out;                            /* scratch for requests and replies built here */
+    tg_buf tmp;                            /* scratch for reply elements */
     tg_slice *argv;
     uint8_t *roles;
     uint32_t argv_cap;
@@ -201,7 +222,22 @@ typedef struct rs_session {
     uint64_t r_chan, r_pat, r_shard; /* its subscriptions (from the confirmations' counts) */
     uint32_t pubsub_pending;         /* RS_PUBSUB entries in the FIFO */
     uint32_t resets_pending;         /* backend RESETs whose reply is still due */
+    /* allow_scripts: the backend connection is logged in as the tenant's ACL user. */
+    char acl_tenant[TG_TENANT_MAX + 1]; /* whose ACL user it is (or is becoming) */
+    tg_redis_acl_req *acl_req;          /* provisioning in flight */
+    uint8_t acl_purpose;                /* what acl_req is for (RS_ACL_FOR_*) */
+    bool acl_wait;       /* client input waits: provisioning, or the ACL user's AUTH reply */
+    bool acl_retried;    /* the user was provisioned again after the backend refused its AUTH */
+    bool replay;         /* the AUTH / HELLO AUTH at the head of the input waited: pend_id */
+    int replay_status;   /* its provisioning's result: 0 or < 0 */
+    tg_identity pend_id; /* the identity verified before it waited */
 } rs_session;
+
+/* What a provisioning request is for. */
+enum { RS_ACL_FOR_AUTH, RS_ACL_FOR_RELOGIN };
+
+/* A handler's answer: the request was not consumed and waits (see authenticate()). */
+#define RS_WAIT 1
 
 static const char noauth_hello[] =
     "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
@@ -220,12 +256,6 @@ static int rs_listener_init(const struct tg_listener_config *cfg, void **state, 
                  cfg->name, RS_TEMPLATE_MAX);
         return TG_ECONFIG;
     }
-    if (cfg->redis.allow_scripts) {
-        snprintf(err, errlen,
-                 "listener %s: redis.allow_scripts needs per-tenant ACL users, not implemented yet",
-                 cfg->name);
-        return TG_ECONFIG;
-    }
     rs_listener *rl = calloc(1, sizeof(*rl));
     if (!rl || !(rl->builtin = tg_redis_table_builtin())) {
         free(rl);
@@ -234,6 +264,12 @@ static int rs_listener_init(const struct tg_listener_config *cfg, void **state, 
     }
     atomic_init(&rl->fetched, NULL);
     atomic_init(&rl->fetch, RS_FETCH_IDLE);
+    /* allow_scripts: config.c has checked the key file, the user template and the prefix. */
+    if (cfg->redis.allow_scripts && !(rl->acl = tg_redis_acl_new(cfg, rl->builtin, err, errlen))) {
+        tg_redis_table_free(rl->builtin);
+        free(rl);
+        return TG_ECONFIG;
+    }
     rl->cfg = cfg;
     *state = rl;
     return 0;
@@ -243,6 +279,7 @@ static int rs_listener_init(const struct tg_listener_config *cfg, void **state, 
 static void rs_listener_free(void *state)
 {
     rs_listener *rl = state;
+    tg_redis_acl_free(rl->acl);
     tg_redis_table_free(atomic_load_explicit(&rl->fetched, memory_order_acquire));
     tg_redis_table_free(rl->builtin);
     free(rl);
@@ -344,6 +381,33 @@ static int backend_auth(tg_conn *c, rs_session *s)
     return backend_request(c, s, argv, n, RS_SWALLOW_AUTH);
 }
 
+/*
+ * allow_scripts: "AUTH <user> <secret>" as the ACL user of s->acl_tenant. Client
+ * input waits for its reply (RS_ACL_AUTH): should the backend refuse it, commands
+ * pipelined behind would run as whatever user the connection is left with, past
+ * the ACL that scopes scripts.
+ */
+static int acl_login(tg_conn *c, rs_session *s)
+{
+    char user[TG_REDIS_ACL_USER_MAX + 1], secret[TG_REDIS_ACL_SECRET_LEN + 1];
+    if (tg_redis_acl_credentials(s->rl->acl, s->acl_tenant, user, secret) < 0)
+        return TG_EINVAL;
+    tg_slice argv[3] = {tg_slice_str("AUTH"),
+                        tg_slice_str(user),
+                        {(const uint8_t *)secret, TG_REDIS_ACL_SECRET_LEN}};
+    int r = backend_request(c, s, argv, 3, RS_ACL_AUTH);
+    explicit_bzero(secret, sizeof(secret));
+    explicit_bzero(s->out.data, s->out.len);
+    s->acl_wait = true;
+    return r;
+}
+
+/* The backend login: the tenant's ACL user (allow_scripts) or the service credentials. */
+static int backend_login(tg_conn *c, rs_session *s)
+{
+    return s->rl->acl ? acl_login(c, s) : backend_auth(c, s);
+}
+
 static int backend_reset(tg_conn *c, rs_session *s, rs_action action)
 {
     tg_slice argv[1] = {tg_slice_str("RESET")};
@@ -354,7 +418,92 @@ static int backend_reset(tg_conn *c, rs_session *s, rs_action action)
     e->reset = true;
     e->proto = 2;
     s->resets_pending++;
-    return backend_auth(c, s);
+    return backend_login(c, s);
+}
+
+/* Sends what waited for the backend login: s->pending (a HELLO), then an AUTH's "+OK". */
+static int after_login(tg_conn *c, rs_session *s)
+{
+    int r = 0;
+    if (s->pending.len) {
+        r = tg_conn_send(c, TG_SIDE_BACKEND, s->pending.data, s->pending.len);
+        s->pending.len = 0;
+        if (r == 0)
+            r = expect_proto(s, (rs_action)s->pending_action, s->pending_proto);
+    }
+    if (r == 0 && s->first_ok) {
+        s->first_ok = false;
+        r = local_str(c, s, "+OK\r\n");
+    }
+    return r;
+}
+
+/* The backend login failed: the connection may be anyone now. The session ends. */
+static int login_failed(tg_conn *c, rs_session *s)
+{
+    tg_log(TG_LOG_ERROR, "backend authentication failed", TG_FS("listener", s->rl->cfg->name),
+           TG_FS("client", tg_conn_peer(c)), TG_FEND);
+    static const char msg[] = "-ERR tenantgate: backend authentication failed\r\n";
+    s->done = true;
+    int r = tg_conn_send(c, TG_SIDE_CLIENT, msg, sizeof(msg) - 1);
+    tg_conn_finish(c);
+    return r;
+}
+
+static int acl_resume(tg_conn *c, void *session, void *arg);
+
+/* A provisioning request's end, on the worker's loop: back into the session. */
+static void acl_provisioned(void *ud, int status, const char *why)
+{
+    (void)why; /* logged by acl.c */
+    tg_conn_call(ud, acl_resume, &status);
+}
+
+/* Starts provisioning tenant's ACL user; client input waits until acl_resume. */
+static int acl_start(tg_conn *c, rs_session *s, const char *tenant, int purpose)
+{
+    int err = 0;
+    s->acl_req = tg_redis_acl_provision(s->rl->acl, &tg_conn_worker(c)->loop, tenant,
+                                        acl_provisioned, c, &err);
+    if (!s->acl_req)
+        return err;
+    s->acl_purpose = (uint8_t)purpose;
+    s->acl_wait = true;
+    return 0;
+}
+
+/*
+ * The backend refused the ACL user's AUTH. The user may be gone (Redis restarted
+ * without an ACL file, an operator deleted it): provision it again, once.
+ */
+static int acl_login_refused(tg_conn *c, rs_session *s)
+{
+    if (s->acl_retried || s->acl_req)
+        return login_failed(c, s);
+    s->acl_retried = true;
+    tg_log(TG_LOG_WARN, "backend refused the tenant's ACL user; provisioning it again",
+           TG_FS("listener", s->rl->cfg->name), TG_FS("tenant", s->acl_tenant), TG_FEND);
+    tg_redis_acl_forget(s->rl->acl, s->acl_tenant);
+    int r = acl_start(c, s, s->acl_tenant, RS_ACL_FOR_RELOGIN);
+    return r == TG_ENOMEM ? r : r < 0 ? login_failed(c, s) : 0;
+}
+
+static int acl_resume(tg_conn *c, void *session, void *arg)
+{
+    rs_session *s = session;
+    int status = *(const int *)arg;
+    s->acl_req = NULL;
+    if (s->done)
+        return 0;
+    if (s->acl_purpose == RS_ACL_FOR_RELOGIN)
+        return status < 0 ? login_failed(c, s) : acl_login(c, s);
+    /* The AUTH / HELLO AUTH that waited is still the first request in the input: it is
+     * judged again and takes the identity verified before (authenticate()). */
+    s->acl_wait = false;
+    s->replay = true;
+    s->replay_status = status;
+    tg_conn_redispatch(c, TG_SIDE_CLIENT);
+    return 0;
 }
 
 /* ---- authentication ------------------------------------------------------- */
@@ -479,14 +628,31 @@ static int count_tenant(tg_conn *c, rs_session *s, const char *tenant)
 /*
  * AUTH or HELLO ... AUTH with token: verification first; on failure nothing
  * changes. hello is NULL for AUTH.
+ *
+ * allow_scripts: when the backend connection must become the ACL user of a
+ * tenant this listener has not provisioned yet, the request is left unconsumed
+ * (RS_WAIT) and client input waits for the provisioning; then the same request
+ * is judged again and lands here with s->replay, taking the identity verified
+ * the first time. A failed provisioning answers it with an error and changes
+ * nothing. Otherwise the switch is: backend RESET + AUTH as the new user, and
+ * the client's answer (+OK, or the backend's HELLO reply) once the backend has
+ * accepted it (after_login); should it refuse, the session ends.
  */
 static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hello *hello)
 {
     int r;
     tg_identity id;
-    tg_jwt_result jr = tg_auth_tenant(c, (const char *)token.base, token.len, &id);
-    if (jr != TG_JWT_OK)
-        return local_error(c, s, "WRONGPASS", tg_jwt_result_str(jr));
+    bool replay = s->replay;
+    if (replay) {
+        s->replay = false;
+        if (s->replay_status < 0)
+            return local_error(c, s, "ERR", "the tenant's backend ACL user could not be set up");
+        id = s->pend_id;
+    } else {
+        tg_jwt_result jr = tg_auth_tenant(c, (const char *)token.base, token.len, &id);
+        if (jr != TG_JWT_OK)
+            return local_error(c, s, "WRONGPASS", tg_jwt_result_str(jr));
+    }
     if (pubsub_busy(s) && strcmp(id.tenant, s->id.tenant) != 0) {
         /* Confirmations and messages in flight carry the old prefix: keep it. */
         TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_policy], 1);
@@ -496,25 +662,52 @@ static int authenticate(tg_conn *c, rs_session *s, tg_slice token, const rs_hell
                TG_FS("reason", "re-authentication while subscribed"), TG_FEND);
         return local_error(c, s, "NOPERM", "re-authentication while subscribed is not allowed");
     }
+    bool other = s->authed && strcmp(id.tenant, s->id.tenant) != 0;
+    /* allow_scripts: the backend connection must (become) this tenant's ACL user */
+    bool relogin = s->rl->acl && strcmp(id.tenant, s->acl_tenant) != 0;
+    if (relogin && !replay && !tg_redis_acl_known(s->rl->acl, id.tenant)) {
+        s->pend_id = id;
+        r = acl_start(c, s, id.tenant, RS_ACL_FOR_AUTH);
+        if (r == TG_ENOMEM)
+            return r;
+        if (r < 0)
+            return local_error(c, s, "ERR", "the tenant's backend ACL user could not be set up");
+        return RS_WAIT;
+    }
+    /* After the provisioning wait, so a failed one leaves the slots as they were. */
     if ((r = count_tenant(c, s, id.tenant)) != 0)
         return r < 0 ? r : 0;
-    bool other = s->authed && strcmp(id.tenant, s->id.tenant) != 0;
     s->id = id;
     set_prefix(s);
     set_expiry(c, s);
-    if (!s->backend_up) { /* first authentication: connect, then answer */
-        s->authed = true;
-        s->connecting = true;
-        s->pending.len = 0;
+    if (relogin)
+        snprintf(s->acl_tenant, sizeof(s->acl_tenant), "%s", id.tenant);
+    s->pending.len = 0;
+    s->first_ok = false;
+    if (!s->backend_up || relogin) { /* answered once the backend login is done */
+        r = 0;
         if (hello) {
             r = build_hello(&s->pending, hello->ver, hello);
-            if (r < 0)
-                return r;
+            s->pending_action = RS_FORWARD;
+            s->pending_proto = (uint8_t)hello->ver;
             s->resp3 = hello->ver == 3;
         } else {
+            if (s->resp3 && s->backend_up) /* RESET below makes the backend speak RESP2 */
+                r = build_hello(&s->pending, 3, NULL);
+            s->pending_action = RS_SWALLOW;
+            s->pending_proto = 3;
             s->first_ok = true;
         }
-        return tg_conn_connect_backend(c);
+        if (r < 0)
+            return r;
+        s->authed = true;
+        if (!s->backend_up) { /* first authentication: connect, log in, then answer */
+            s->connecting = true;
+            return tg_conn_connect_backend(c);
+        }
+        /* a tenant switch with ACL users: nothing of the old session state, another user */
+        s->in_multi = s->multi_dirty = false;
+        return backend_reset(c, s, RS_SWALLOW);
     }
     r = 0;
     if (other) { /* leave nothing of the old tenant's session state on the backend */
@@ -788,7 +981,7 @@ static int subscribed_error(tg_conn *c, rs_session *s, const char *name)
 static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_len,
                       const tg_slice *argv, uint32_t argc)
 {
-    tg_redis_judge_opts o = {.allow_scripts = false,
+    tg_redis_judge_opts o = {.allow_scripts = s->rl->acl != NULL,
                              .prefix = {(const uint8_t *)s->prefix, s->prefix_len}};
     tg_redis_verdict v;
     tg_redis_verdict_init(&v, s->roles, s->argv_cap);
@@ -826,7 +1019,9 @@ static int on_command(tg_conn *c, rs_session *s, const uint8_t *req, size_t req_
                                                       : RS_STRIP;
     const char *name = v.cmd ? v.cmd->name : "";
     int r;
-    if (strcmp(name, "multi") == 0) {
+    if (!strchr("mde", name[0])) {
+        /* not MULTI, DISCARD or EXEC: the common case skips the comparisons below */
+    } else if (strcmp(name, "multi") == 0) {
         if (!s->in_multi)
             s->multi_dirty = false;
         s->in_multi = true;
@@ -921,7 +1116,7 @@ static ssize_t relay_client(tg_conn *c, rs_session *s, const uint8_t *data, size
     size_t off = 0;
     if (!s->argv_cap && grow_argv(s, 64) < 0)
         return TG_ENOMEM;
-    while (off < len && !s->done && !s->input_closed && !s->connecting) {
+    while (off < len && !s->done && !s->input_closed && !s->connecting && !s->acl_wait) {
         tg_resp_limits lim = s->authed ? TG_RESP_LIMITS_DEFAULT : TG_RESP_LIMITS_PREAUTH;
         uint32_t argc = 0;
         ssize_t n =
@@ -939,8 +1134,11 @@ static ssize_t relay_client(tg_conn *c, rs_session *s, const uint8_t *data, size
         if (argc > 0)
             r = s->authed ? on_command(c, s, data + off, (size_t)n, s->argv, argc)
                           : on_unauthenticated(c, s, s->argv, argc);
+        s->replay = false; /* it applies to the request that waited, the first one, only */
         if (r < 0)
             return r;
+        if (r == RS_WAIT) /* left in the input until the ACL user is provisioned */
+            break;
         off += (size_t)n;
     }
     if (s->done || s->input_closed)
@@ -1349,15 +1547,20 @@ static int on_reply(tg_conn *c, rs_session *s, rs_expect e, const uint8_t *p, si
     case RS_SWALLOW:
         break;
     case RS_SWALLOW_AUTH:
+        if (is_err)
+            return login_failed(c, s);
+        break;
+    case RS_ACL_AUTH:
         if (is_err) {
-            tg_log(TG_LOG_ERROR, "backend authentication failed",
-                   TG_FS("listener", s->rl->cfg->name), TG_FS("client", tg_conn_peer(c)), TG_FEND);
-            static const char msg[] = "-ERR tenantgate: backend authentication failed\r\n";
-            s->done = true;
-            r = tg_conn_send(c, TG_SIDE_CLIENT, msg, sizeof(msg) - 1);
-            tg_conn_finish(c);
-            return r;
+            r = acl_login_refused(c, s);
+            if (r < 0 || s->done)
+                return r;
+            break; /* client input keeps waiting for the new login */
         }
+        s->acl_wait = false;
+        s->acl_retried = false;
+        r = after_login(c, s);
+        tg_conn_redispatch(c, TG_SIDE_CLIENT); /* commands pipelined behind the AUTH */
         break;
     case RS_AS_RESET:
         r = tg_conn_send(c, TG_SIDE_CLIENT, "+RESET\r\n", 8);
@@ -1496,22 +1699,13 @@ static int rs_backend_ready(tg_conn *c, void *session)
     s->backend_up = true;
     s->connecting = false;
     tg_conn_established(c);
+    if (s->rl->acl) /* after_login follows the ACL user's AUTH reply (RS_ACL_AUTH) */
+        return acl_login(c, s);
     int r = backend_auth(c, s);
     if (r == 0)
         r = maybe_fetch_table(c, s);
-    if (r < 0)
-        return r;
-    if (s->pending.len) {
-        r = tg_conn_send(c, TG_SIDE_BACKEND, s->pending.data, s->pending.len);
-        s->pending.len = 0;
-        if (r == 0)
-            r = expect_proto(s, RS_FORWARD, s->resp3 ? 3 : 2);
-    }
-    if (r == 0 && s->first_ok) {
-        s->first_ok = false;
-        r = local_str(c, s, "+OK\r\n");
-    }
-    tg_buf_free(&s->pending);
+    if (r == 0)
+        r = after_login(c, s);
     tg_conn_redispatch(c, TG_SIDE_CLIENT); /* commands pipelined behind the AUTH */
     return r;
 }
@@ -1555,6 +1749,9 @@ static void rs_close(tg_conn *c, void *session)
     free(s->argv);
     free(s->roles);
     free(s->fifo);
+    if (s->acl_req) /* its callback must not reach a freed connection */
+        tg_redis_acl_cancel(s->acl_req);
+    s->acl_req = NULL;
     (void)c;
 }
 

@@ -11,7 +11,8 @@
  * NUL-terminated, non-empty exactly for DENY; roles are valid and PLAIN for
  * argv[0]; the counts match the roles; REWRITE_PATTERN exactly when there is a
  * pattern or an append; LOCAL names a local kind; the command found is the one
- * tg_redis_lookup returns; judging twice gives the same verdict.
+ * tg_redis_lookup returns; judging twice gives the same verdict; with
+ * allow_scripts, nothing is forwarded that the tenant's ACL user is not granted.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -117,6 +118,8 @@ static void check(const tg_redis_table *t, const tg_slice *argv, uint32_t argc,
         if (keys != v.nkeys || chans != v.nchannels || pats != v.npatterns)
             abort();
         if ((k == TG_REDIS_REWRITE_PATTERN) != (pats > 0 || v.append != TG_REDIS_APPEND_NONE))
+            abort();
+        if (o->allow_scripts && !tg_redis_acl_grants(v.cmd))
             abort();
     } else if (v.nkeys || v.nchannels || v.npatterns || v.append != TG_REDIS_APPEND_NONE) {
         abort();

@@ -1,12 +1,20 @@
 """A throwaway redis-server behind a tenantgate `protocol: redis` listener, for the Redis
-integration tests (test_redis_isolation.py; test_redis_proxy.py has its own copy).
+integration tests (test_redis_proxy.py, test_redis_isolation.py, test_redis_pubsub.py,
+test_redis_scripts.py).
 
   client --AUTH <jwt>--> tenantgate (key_prefix "t:{tenant}:") --AUTH svc--> redis-server
-  env.direct: redis-py straight to redis-server as the service user (reads raw keys)
+  env.direct: redis-py straight to redis-server as the default user (reads raw keys)
   env.raw():  a bare RESP connection to tenantgate (RESP2 and RESP3 replies, raw bytes)
+
+redis_env(scripts=True): allow_scripts with per-tenant ACL users. redis-server then also
+has a service user "tenantgate" with only the rules in `service_acl` (default: just
+ACL SETUSER, all the mode needs), tenantgate logs in as it, and env.acl_key holds the
+key that derives each tenant's ACL password (env.acl_secret(tenant)).
 """
 
 import contextlib
+import hashlib
+import hmac
 import os
 import shutil
 import socket
@@ -23,10 +31,25 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
+SERVICE_USER = "tenantgate"
+SERVICE_ACL_MIN = "-@all +acl|setuser"  # what allow_scripts needs of the service user
+
+
 class Env:
-    def __init__(self, port, rport, direct, tokens, proxy, password):
+    def __init__(self, port, rport, direct, tokens, proxy, password, acl_key=None,
+                 svc_password=None, workdir=None):
         self.port, self.rport, self.direct = port, rport, direct
         self.tokens, self.proxy, self.password = tokens, proxy, password
+        self.acl_key, self.svc_password, self.workdir = acl_key, svc_password, workdir
+
+    def acl_secret(self, tenant):
+        """The tenant's ACL password as tenantgate derives it (protocols/redis/acl.h)."""
+        msg = b"tenantgate redis acl user\0" + tenant.encode()
+        return hmac.new(self.acl_key, msg, hashlib.sha256).hexdigest()
+
+    def backend_users(self):
+        """The ACL user of every client connection of redis-server (CLIENT LIST)."""
+        return [c.get("user") for c in self.direct.client_list()]
 
     def client(self, tenant=None, token=None, **kw):
         if token is None:
@@ -149,15 +172,18 @@ def is_err(reply, prefix=b""):
 
 
 @contextlib.contextmanager
-def redis_env(listener_extra=None, **cfg_extra):
+def redis_env(listener_extra=None, scripts=False, service_acl=SERVICE_ACL_MIN, **cfg_extra):
     """Starts redis-server (requirepass, no persistence) and tenantgate; yields an Env."""
     workdir = tempfile.mkdtemp(prefix="tg-redis-")
     password = "svc-" + os.urandom(8).hex()
+    svc_password = "tg-" + os.urandom(8).hex() if scripts else None
     rport = h.free_port()
+    users = ["--user", SERVICE_USER, "on", ">" + svc_password] + service_acl.split() \
+        if scripts else []
     rs = subprocess.Popen(
         [REDIS_SERVER, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", workdir, "--requirepass", password,
-         "--protected-mode", "no"],
+         "--protected-mode", "no"] + users,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proxy = None
     try:
@@ -182,12 +208,23 @@ def redis_env(listener_extra=None, **cfg_extra):
         listener = {"name": "redis", "protocol": "redis", "listen": f"127.0.0.1:{port}",
                     "backend": {"address": f"127.0.0.1:{rport}", "user": "default",
                                 "password_file": pw_file}}
+        acl_key = None
+        if scripts:
+            acl_key = os.urandom(32).hex().encode()  # the key is the file's bytes
+            key_file = os.path.join(workdir, "acl-key")
+            with open(key_file, "wb") as f:
+                f.write(acl_key + b"\n")
+            with open(pw_file, "w") as f:
+                f.write(svc_password + "\n")
+            listener["backend"]["user"] = SERVICE_USER
+            listener["redis"] = {"allow_scripts": True, "acl_key_file": key_file}
         listener.update(listener_extra or {})
         cfg = h.base_config(
             [listener], auth={"jwt": {"algorithms": ["HS256"], "hs256_secret_file": jwt_file}},
             **cfg_extra)
         proxy = h.Proxy(workdir, cfg, name="tg").start()
-        yield Env(port, rport, direct, Tokens(secret), proxy, password)
+        yield Env(port, rport, direct, Tokens(secret), proxy, password, acl_key, svc_password,
+                  workdir)
     finally:
         try:
             if proxy is not None:

@@ -8,7 +8,8 @@
  *       kind TAB reply TAB local TAB append TAB roles TAB reason
  *       where roles has one letter per argument (tg_redis_role_letter: . k c p s)
  *   redis_policy_cli --list
- *       every command of the built-in table: name TAB rule TAB arity TAB key specs
+ *       every command of the built-in table: name TAB rule TAB arity TAB key specs TAB acl
+ *       (acl: "grant" when the per-tenant ACL user of allow_scripts gets it, else "-")
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +43,8 @@ int main(int argc, char **argv)
     if (list) {
         for (uint32_t i = 0; i < tg_redis_table_count(t); i++) {
             const tg_redis_command *c = tg_redis_table_at(t, i);
-            printf("%s\t%s\t%d\t%u\n", c->name, tg_redis_rule_name(c), (int)c->arity,
-                   (unsigned)c->nspecs);
+            printf("%s\t%s\t%d\t%u\t%s\n", c->name, tg_redis_rule_name(c), (int)c->arity,
+                   (unsigned)c->nspecs, tg_redis_acl_grants(c) ? "grant" : "-");
         }
         tg_redis_table_free(t);
         return 0;

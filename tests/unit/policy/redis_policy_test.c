@@ -530,7 +530,8 @@ static void test_refused_with_scripts(void **state)
     for (size_t i = 0; i < COUNT(denials); i++) {
         if (strncmp(denials[i].line, "EV", 2) == 0 || strncmp(denials[i].line, "FCALL", 5) == 0 ||
             strncmp(denials[i].line, "SCRIPT LOAD", 11) == 0 ||
-            strncmp(denials[i].line, "SCRIPT EXISTS", 13) == 0)
+            strncmp(denials[i].line, "SCRIPT EXISTS", 13) == 0 ||
+            strcmp(denials[i].line, "FUNCTION LIST") == 0)
             continue;
         if (judge(&j, denials[i].line, true) != TG_REDIS_DENY)
             fail_msg("%s: forwarded with allow_scripts", denials[i].line);
@@ -541,11 +542,18 @@ static void test_scripts_allowed(void **state)
 {
     (void)state;
     static const fwd_case cases[] = {
-        {"EVAL script 2 k1 k2 a1", "...kk.", R(NONE)}, {"EVAL script 0", "...", R(NONE)},
-        {"EVAL script 0 a1 a2", ".....", R(NONE)},     {"EVALSHA sha 1 k a", "...k.", R(NONE)},
-        {"EVAL_RO script 1 k", "...k", R(NONE)},       {"EVALSHA_RO sha 2 a b", "...kk", R(NONE)},
-        {"FCALL fn 1 k a", "...k.", R(NONE)},          {"FCALL_RO fn 0", "...", R(NONE)},
-        {"SCRIPT LOAD body", "...", R(NONE)},          {"SCRIPT EXISTS a b", "....", R(NONE)},
+        {"EVAL script 2 k1 k2 a1", "...kk.", R(NONE)},
+        {"EVAL script 0", "...", R(NONE)},
+        {"EVAL script 0 a1 a2", ".....", R(NONE)},
+        {"EVALSHA sha 1 k a", "...k.", R(NONE)},
+        {"EVAL_RO script 1 k", "...k", R(NONE)},
+        {"EVALSHA_RO sha 2 a b", "...kk", R(NONE)},
+        {"FCALL fn 1 k a", "...k.", R(NONE)},
+        {"FCALL_RO fn 0", "...", R(NONE)},
+        {"SCRIPT LOAD body", "...", R(NONE)},
+        {"SCRIPT EXISTS a b", "....", R(NONE)},
+        {"FUNCTION LIST", "..", R(NONE)},
+        {"FUNCTION HELP", "..", R(NONE)},
     };
     judged j;
     for (size_t i = 0; i < COUNT(cases); i++) {
@@ -558,6 +566,210 @@ static void test_scripts_allowed(void **state)
     assert_int_equal(judge(&j, "EVAL s -1", true), TG_REDIS_DENY);
     assert_int_equal(judge(&j, "EVAL s x k", true), TG_REDIS_DENY);
     assert_int_equal(judge(&j, "FCALL f 2 k", true), TG_REDIS_DENY);
+    /* server-wide: refused with scripts too */
+    static const char *const shared[][2] = {
+        {"SCRIPT FLUSH", "SCRIPT FLUSH is not allowed (scripts and functions are shared"},
+        {"SCRIPT KILL", "SCRIPT KILL is not allowed"},
+        {"FUNCTION FLUSH", "FUNCTION FLUSH is not allowed (scripts and functions are shared"},
+        {"FUNCTION LOAD SECRET", "FUNCTION LOAD is not allowed"},
+        {"FUNCTION DELETE lib", "FUNCTION DELETE is not allowed"},
+        {"FUNCTION RESTORE SECRET", "FUNCTION RESTORE is not allowed"},
+        {"FUNCTION KILL", "FUNCTION KILL is not allowed"},
+        {"FUNCTION DUMP", "FUNCTION DUMP is not allowed"},
+        {"FUNCTION STATS", "FUNCTION STATS is not allowed (it shows other clients' running"},
+    };
+    for (size_t i = 0; i < COUNT(shared); i++) {
+        if (judge(&j, shared[i][0], true) != TG_REDIS_DENY ||
+            strncmp(j.v.reason, shared[i][1], strlen(shared[i][1])) != 0)
+            fail_msg("%s: got \"%s\", want \"%s\"", shared[i][0], j.v.reason, shared[i][1]);
+    }
+}
+
+/* The table's row named "cmd" or "container|sub" (it must exist). */
+static const tg_redis_command *named(const char *name)
+{
+    const char *bar = strchr(name, '|');
+    tg_slice a[2] = {{(const uint8_t *)name, bar ? (size_t)(bar - name) : strlen(name)},
+                     tg_slice_str(bar ? bar + 1 : "")};
+    const tg_redis_command *c = tg_redis_lookup(builtin, a, bar ? 2 : 1);
+    if (!c || strcmp(c->name, name) != 0)
+        fail_msg("%s: not in the table", name);
+    return c;
+}
+
+/* The per-tenant ACL user of allow_scripts: what it is granted, and the judge agrees. */
+static void test_acl_grants(void **state)
+{
+    (void)state;
+    static const char *const granted[] = {"get",
+                                          "set",
+                                          "del",
+                                          "mget",
+                                          "hset",
+                                          "lpush",
+                                          "blpop",
+                                          "zadd",
+                                          "xadd",
+                                          "xread",
+                                          "xreadgroup",
+                                          "xgroup|create",
+                                          "object|encoding",
+                                          "eval",
+                                          "evalsha",
+                                          "eval_ro",
+                                          "evalsha_ro",
+                                          "fcall",
+                                          "fcall_ro",
+                                          "script|load",
+                                          "script|exists",
+                                          "function|list",
+                                          "publish",
+                                          "spublish",
+                                          "subscribe",
+                                          "ssubscribe",
+                                          "unsubscribe",
+                                          "sunsubscribe",
+                                          "ping",
+                                          "multi",
+                                          "exec",
+                                          "discard",
+                                          "watch",
+                                          "client|setname",
+                                          "command|docs",
+                                          "hscan",
+                                          "rename",
+                                          "zunionstore",
+                                          "georadius_ro",
+                                          "geosearchstore"};
+    static const char *const refused[] = {"keys",
+                                          "scan",
+                                          "randomkey",
+                                          "dbsize",
+                                          "info",
+                                          "psubscribe",
+                                          "punsubscribe",
+                                          "pubsub|channels",
+                                          "pubsub|numsub",
+                                          "pubsub|numpat",
+                                          "pubsub|shardchannels",
+                                          "sort",
+                                          "sort_ro",
+                                          "georadius",
+                                          "georadiusbymember",
+                                          "copy",
+                                          "flushall",
+                                          "flushdb",
+                                          "config",
+                                          "config|get",
+                                          "config|set",
+                                          "acl",
+                                          "acl|setuser",
+                                          "acl|whoami",
+                                          "script",
+                                          "script|flush",
+                                          "script|kill",
+                                          "script|debug",
+                                          "function",
+                                          "function|load",
+                                          "function|flush",
+                                          "function|delete",
+                                          "function|restore",
+                                          "function|kill",
+                                          "function|stats",
+                                          "function|dump",
+                                          "debug",
+                                          "client",
+                                          "client|kill",
+                                          "client|list",
+                                          "client|pause",
+                                          "command",
+                                          "object",
+                                          "select",
+                                          "auth",
+                                          "hello",
+                                          "reset",
+                                          "quit",
+                                          "move",
+                                          "swapdb",
+                                          "migrate",
+                                          "restore",
+                                          "shutdown",
+                                          "monitor",
+                                          "wait",
+                                          "slowlog",
+                                          "memory|stats",
+                                          "latency",
+                                          "module",
+                                          "replicaof",
+                                          "bgsave",
+                                          "cluster",
+                                          "lastsave"};
+    for (size_t i = 0; i < COUNT(granted); i++)
+        if (!tg_redis_acl_grants(named(granted[i])))
+            fail_msg("%s: not granted", granted[i]);
+    for (size_t i = 0; i < COUNT(refused); i++)
+        if (tg_redis_acl_grants(named(refused[i])))
+            fail_msg("%s: granted", refused[i]);
+    assert_false(tg_redis_acl_grants(NULL));
+    /* structure: never a container, nothing admin, @admin, @dangerous or from a module */
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < tg_redis_table_count(builtin); i++) {
+        const tg_redis_command *c = tg_redis_table_at(builtin, i);
+        if (!tg_redis_acl_grants(c))
+            continue;
+        n++;
+        if (c->container || (c->flags & (TG_REDIS_CMD_ADMIN | TG_REDIS_CMD_MODULE)) ||
+            (c->acl & (TG_REDIS_ACL_ADMIN | TG_REDIS_ACL_DANGEROUS)))
+            fail_msg("%s: granted", c->name);
+    }
+    assert_true(n > 150 && n < 300);
+
+    /* with allow_scripts the judge refuses what the ACL user lacks, locally, with a reason */
+    static const char *const lacking[] = {"SCAN 0",
+                                          "SCAN 0 MATCH x*",
+                                          "KEYS *",
+                                          "PSUBSCRIBE n*",
+                                          "PUNSUBSCRIBE",
+                                          "PUBSUB CHANNELS",
+                                          "PUBSUB NUMSUB c",
+                                          "SORT k",
+                                          "SORT_RO k",
+                                          "COPY a b",
+                                          "GEORADIUS k 0 0 1 km",
+                                          "COMMAND"};
+    judged j;
+    for (size_t i = 0; i < COUNT(lacking); i++) {
+        if (judge(&j, lacking[i], true) != TG_REDIS_DENY ||
+            !strstr(j.v.reason, "not granted to the tenant's ACL user with allow_scripts"))
+            fail_msg("%s: got %s \"%s\"", lacking[i], tg_redis_verdict_name(j.v.kind), j.v.reason);
+        /* and without scripts they are what they were */
+        assert_int_not_equal(judge(&j, lacking[i], false), TG_REDIS_DENY);
+    }
+    /* refusals keep their own reasons; local commands stay local */
+    assert_int_equal(judge(&j, "FLUSHALL", true), TG_REDIS_DENY);
+    assert_string_equal(j.v.reason, "FLUSHALL is not allowed (it empties every tenant's data)");
+    assert_int_equal(judge(&j, "AUTH tok", true), TG_REDIS_LOCAL);
+    assert_int_equal(judge(&j, "HELLO 3", true), TG_REDIS_LOCAL);
+    assert_int_equal(judge(&j, "RESET", true), TG_REDIS_LOCAL);
+    assert_int_equal(judge(&j, "SELECT 0", true), TG_REDIS_LOCAL);
+    static const fwd_case forwarded[] = {
+        {"GET k", ".k", R(NONE)},
+        {"XREAD STREAMS s 0", "..k.", R(XREAD)},
+        {"XREADGROUP GROUP g c STREAMS s >", ".....k.", R(XREAD)},
+        {"SUBSCRIBE a b", ".cc", R(PUBSUB)},
+        {"PUBLISH a m", ".c.", R(NONE)},
+        {"EVAL s 1 k a", "...k.", R(NONE)},
+        {"OBJECT ENCODING k", "..k", R(NONE)},
+        {"BLPOP a 0", ".k.", R(FIRST_KEY)},
+    };
+    for (size_t i = 0; i < COUNT(forwarded); i++) {
+        tg_redis_verdict_kind k = judge(&j, forwarded[i].line, true);
+        if (k != TG_REDIS_FORWARD || strcmp(j.letters, forwarded[i].roles) != 0 ||
+            j.v.reply != forwarded[i].reply)
+            fail_msg("%s: got %s %s (%s)", forwarded[i].line, tg_redis_verdict_name(k), j.letters,
+                     j.v.reason);
+        assert_true(tg_redis_acl_grants(j.v.cmd));
+    }
 }
 
 static void test_sort_star_prefix(void **state)
@@ -994,6 +1206,7 @@ int main(void)
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_refused_with_scripts),
         cmocka_unit_test(test_scripts_allowed),
+        cmocka_unit_test(test_acl_grants),
         cmocka_unit_test(test_sort_star_prefix),
         cmocka_unit_test(test_case_insensitive),
         cmocka_unit_test(test_builtin_table),

@@ -190,6 +190,8 @@ static const char full_yaml[] =
     "      key_prefix: \"tenant:{tenant}:\"\n"
     "      allow_scripts: true\n"
     "      max_connections_per_tenant: 7\n"
+    "      acl_key_file: context-key\n"
+    "      acl_user_template: \"tg-acl-{tenant}\"\n"
     "  - name: mongo\n"
     "    protocol: mongodb\n"
     "    listen: 127.0.0.1:27018\n"
@@ -293,6 +295,9 @@ static void test_full_config(void **state)
     assert_string_equal(r->redis.key_prefix, "tenant:{tenant}:");
     assert_true(r->redis.allow_scripts);
     assert_int_equal(r->redis.max_connections_per_tenant, 7);
+    assert_int_equal(r->redis.acl_key.len, 32);
+    assert_memory_equal(r->redis.acl_key.data, "0123456789abcdef0123456789abcdef", 32);
+    assert_string_equal(r->redis.acl_user_template, "tg-acl-{tenant}");
 
     const tg_listener_config *m = &cfg->listeners[2];
     assert_int_equal(m->protocol, TG_PROTO_MONGODB);
@@ -384,6 +389,8 @@ static void test_defaults(void **state)
     assert_string_equal(l->redis.key_prefix, "t:{tenant}:");
     assert_false(l->redis.allow_scripts);
     assert_int_equal(l->redis.max_connections_per_tenant, 0);
+    assert_null(l->redis.acl_key.data);
+    assert_string_equal(l->redis.acl_user_template, "tenantgate:{tenant}");
     assert_int_equal(l->mongodb.isolation, TG_MONGO_ISOLATION_FIELD);
     assert_string_equal(l->mongodb.tenant_field, "tenant_id");
     assert_string_equal(l->mongodb.database_template, "{db}_{tenant}");
@@ -1038,6 +1045,143 @@ static void test_bolt_section(void **state)
 
 /* The postgres keys beyond tenant_setting/allow_ddl/databases: the guard's lists, the signed
  * tenant context and the limits. */
+/* Lines 4-8 after AUTH: one redis listener (backend user svc, plaintext). */
+#define REDIS_LISTENER                                                                             \
+    "listeners:\n"                                                                                 \
+    "  - name: rd\n"                                                                               \
+    "    protocol: redis\n"                                                                        \
+    "    listen: 127.0.0.1:6380\n"                                                                 \
+    "    backend: {address: 127.0.0.1:6379, user: svc, password_file: redis-pass}\n"
+
+static void test_redis_section(void **state)
+{
+    (void)state;
+    char want[1024];
+    tg_config *cfg = parse_ok(AUTH REDIS_LISTENER "    redis:\n"
+                                                  "      allow_scripts: true\n"
+                                                  "      acl_key_file: context-key\n");
+    const tg_redis_config *r = &cfg->listeners[0].redis;
+    assert_true(r->allow_scripts);
+    snprintf(want, sizeof want, "%s/context-key", dir);
+    assert_string_equal(r->acl_key.path, want);
+    assert_int_equal(r->acl_key.len, 32);
+    assert_string_equal(r->acl_user_template, "tenantgate:{tenant}");
+    assert_string_equal(r->key_prefix, "t:{tenant}:");
+    tg_config_free(cfg);
+
+    /* the key: required, long enough, and unused without allow_scripts */
+    expect_error(AUTH REDIS_LISTENER "    redis: {allow_scripts: true}\n",
+                 "9: listeners[0].redis.acl_key_file: required when allow_scripts is true");
+    snprintf(want, sizeof want,
+             "9: listeners[0].redis.acl_key_file: the key in %s/short-key is 31 bytes; at least "
+             "32 are required",
+             dir);
+    expect_error(AUTH REDIS_LISTENER "    redis: {allow_scripts: true, acl_key_file: short-key}\n",
+                 want);
+    expect_error(AUTH REDIS_LISTENER "    redis: {acl_key_file: context-key}\n",
+                 "9: listeners[0].redis.acl_key_file: only used with allow_scripts: true");
+    expect_error(AUTH REDIS_LISTENER "    redis: {allow_scripts: false, acl_user_template: "
+                                     "\"u:{tenant}\"}\n",
+                 "9: listeners[0].redis.acl_user_template: only used with allow_scripts: true");
+    expect_error(AUTH REDIS_LISTENER
+                 "    redis: {allow_scripts: true, acl_key_file: missing-file}\n",
+                 "9: listeners[0].redis.acl_key_file: cannot read");
+
+#define ACL "allow_scripts: true, acl_key_file: context-key"
+    /* the prefix: a separator after {tenant} (else "t:a*" matches "t:ab..."), no spaces */
+    static const char *const bad_prefixes[] = {"t:{tenant}",        "t:{tenant}x:",
+                                               "t:{tenant}-:",      "t:{tenant}_",
+                                               "{tenant}{tenant}:", "a:{tenant}:{tenant}"};
+    for (size_t i = 0; i < sizeof bad_prefixes / sizeof bad_prefixes[0]; i++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml,
+                 AUTH REDIS_LISTENER "    redis: {" ACL ", key_prefix: \"%s\"}\n", bad_prefixes[i]);
+        expect_error(yaml, "9: listeners[0].redis.key_prefix: every {tenant} "
+                           "must be followed by a separator");
+        /* also without scripts: tenant "a"'s key "bx" would be tenant "ab"'s key "x" */
+        snprintf(yaml, sizeof yaml, AUTH REDIS_LISTENER "    redis: {key_prefix: \"%s\"}\n",
+                 bad_prefixes[i]);
+        expect_error(yaml, "9: listeners[0].redis.key_prefix: every {tenant} "
+                           "must be followed by a separator");
+    }
+    expect_error(AUTH REDIS_LISTENER "    redis: {" ACL ", key_prefix: \"t {tenant}:\"}\n",
+                 "9: listeners[0].redis.key_prefix: must not contain spaces with allow_scripts");
+    cfg =
+        parse_ok(AUTH REDIS_LISTENER "    redis: {" ACL ", key_prefix: \"{tenant}/x{tenant}.\"}\n");
+    tg_config_free(cfg);
+    cfg = parse_ok(AUTH REDIS_LISTENER "    redis: {key_prefix: \"t:{tenant}:\"}\n");
+    tg_config_free(cfg);
+
+    /* the user template: {tenant} once, no spaces, never the service or default user */
+    expect_error(AUTH REDIS_LISTENER "    redis: {" ACL ", acl_user_template: tenantgate}\n",
+                 "9: listeners[0].redis.acl_user_template: must contain {tenant} exactly once");
+    expect_error(AUTH REDIS_LISTENER "    redis: {" ACL
+                                     ", acl_user_template: \"{tenant}:{tenant}\"}\n",
+                 "9: listeners[0].redis.acl_user_template: must contain {tenant} exactly once");
+    expect_error(AUTH REDIS_LISTENER "    redis: {" ACL ", acl_user_template: \"tg {tenant}\"}\n",
+                 "9: listeners[0].redis.acl_user_template: must not contain spaces");
+    expect_error(AUTH REDIS_LISTENER "    redis: {" ACL ", acl_user_template: \"{tenant}\"}\n",
+                 "9: listeners[0].redis.acl_user_template: a tenant's ACL user could be named "
+                 "\"svc\"");
+    expect_error(AUTH REDIS_LISTENER "    redis: {" ACL ", acl_user_template: \"s{tenant}\"}\n",
+                 "9: listeners[0].redis.acl_user_template: a tenant's ACL user could be named "
+                 "\"svc\"");
+    expect_error(AUTH REDIS_LISTENER "    redis: {" ACL ", acl_user_template: \"de{tenant}t\"}\n",
+                 "9: listeners[0].redis.acl_user_template: a tenant's ACL user could be named "
+                 "\"default\"");
+    expect_error(AUTH REDIS_LISTENER "    redis: {" ACL ", acl_user_template: \"sv{tenant}\"}\n",
+                 "9: listeners[0].redis.acl_user_template: a tenant's ACL user could be named "
+                 "\"svc\"");
+    expect_error(AUTH "listeners:\n"
+                      "  - name: rd\n"
+                      "    protocol: redis\n"
+                      "    listen: 127.0.0.1:6380\n"
+                      "    backend: {address: 127.0.0.1:6379, user: \"svc_\"}\n"
+                      "    redis: {" ACL ", acl_user_template: \"{tenant}_\"}\n",
+                 "9: listeners[0].redis.acl_user_template: a tenant's ACL user could be named "
+                 "\"svc_\"");
+    /* "svc" is no tenant's name under these: a tenant id cannot start with '_' */
+    cfg =
+        parse_ok(AUTH REDIS_LISTENER "    redis: {" ACL ", acl_user_template: \"sv{tenant}x\"}\n");
+    tg_config_free(cfg);
+    cfg = parse_ok(AUTH "listeners:\n"
+                        "  - name: rd\n"
+                        "    protocol: redis\n"
+                        "    listen: 127.0.0.1:6380\n"
+                        "    backend: {address: 127.0.0.1:6379, user: \"x_svc\"}\n"
+                        "    redis: {" ACL ", acl_user_template: \"x{tenant}\"}\n");
+    tg_config_free(cfg);
+
+    /* backend TLS: the provisioning connection has none */
+    expect_error(AUTH "listeners:\n"
+                      "  - name: rd\n"
+                      "    protocol: redis\n"
+                      "    listen: 127.0.0.1:6380\n"
+                      "    backend: {address: 127.0.0.1:6379, tls: require}\n"
+                      "    redis: {" ACL "}\n",
+                 "9: listeners[0].redis.allow_scripts: needs backend.tls: disable");
+
+    /* two listeners provisioning the same users on one backend must agree */
+    static const char two[] = AUTH "listeners:\n"
+                                   "  - {name: a, protocol: redis, listen: 127.0.0.1:1, backend: "
+                                   "{address: 127.0.0.1:6379}, redis: {" ACL "}}\n"
+                                   "  - {name: b, protocol: redis, listen: 127.0.0.1:2, backend: "
+                                   "{address: 127.0.0.1:6379}, redis: {" ACL ", key_prefix: "
+                                   "\"u:{tenant}:\"}}\n";
+    expect_error(two, "6: listeners[1].redis: listeners[0] provisions the same ACL users on this "
+                      "backend with another key_prefix or acl_key_file");
+    static const char two_ok[] =
+        AUTH "listeners:\n"
+             "  - {name: a, protocol: redis, listen: 127.0.0.1:1, backend: "
+             "{address: 127.0.0.1:6379}, redis: {" ACL "}}\n"
+             "  - {name: b, protocol: redis, listen: 127.0.0.1:2, backend: "
+             "{address: 127.0.0.1:6379}, redis: {" ACL ", key_prefix: "
+             "\"u:{tenant}:\", acl_user_template: \"u:{tenant}\"}}\n";
+    cfg = parse_ok(two_ok);
+    tg_config_free(cfg);
+#undef ACL
+}
+
 static void test_postgres_section(void **state)
 {
     (void)state;
@@ -1198,7 +1342,8 @@ int main(void)
         cmocka_unit_test(test_aliases_and_tags),    cmocka_unit_test(test_document_shape),
         cmocka_unit_test(test_client_tls),          cmocka_unit_test(test_backend),
         cmocka_unit_test(test_protocol_sections),   cmocka_unit_test(test_error_buffer),
-        cmocka_unit_test(test_postgres_section),    cmocka_unit_test(test_bolt_section),
+        cmocka_unit_test(test_postgres_section),    cmocka_unit_test(test_redis_section),
+        cmocka_unit_test(test_bolt_section),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
