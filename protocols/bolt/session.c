@@ -54,8 +54,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <xxhash.h>
 
+#include "policy/cypher_rewrite.h"
 #include "protocols/bolt/codec.h"
 #include "protocols/bolt/packstream.h"
 #include "proxy/auth.h"
@@ -63,13 +63,15 @@
 #include "proxy/error.h"
 #include "proxy/log.h"
 #include "proxy/metrics.h"
+#include "proxy/worker.h"
 
-#define BS_FIFO_MAX 65536          /* entries before client input waits (it resumes at half) */
-#define BS_TX_METADATA_MAX 16384   /* tx_metadata bytes passed through */
-#define BS_ROUTE_TTL_S 300         /* routing table lifetime handed to drivers */
-#define BS_NAME_MAX 256            /* an expanded database name, an address */
-#define BS_KEEP_SCRATCH (1u << 20) /* scratch kept between messages; larger is freed */
-#define BS_KEEP_VALUES 65536       /* decoded values kept between messages */
+#define BS_FIFO_MAX 65536            /* entries before client input waits (it resumes at half) */
+#define BS_TX_METADATA_MAX 16384     /* tx_metadata bytes passed through */
+#define BS_ROUTE_TTL_S 300           /* routing table lifetime handed to drivers */
+#define BS_NAME_MAX 256              /* an expanded database name, an address */
+#define BS_KEEP_SCRATCH (1u << 20)   /* scratch kept between messages; larger is freed */
+#define BS_KEEP_VALUES 65536         /* decoded values kept between messages */
+#define BS_CYPHER_CACHE_ENTRIES 4096 /* rewritten statements remembered per worker */
 /* What HELLO's SUCCESS says in 5.1+, where tenantgate answers it before any backend exists. */
 #define BS_SERVER_AGENT "Neo4j/5.0.0-tenantgate"
 
@@ -132,6 +134,7 @@ enum { BS_BACKEND_NONE, BS_BACKEND_HANDSHAKE, BS_BACKEND_UP };
 /* What every connection of a listener shares (immutable). */
 typedef struct bs_listener {
     const tg_listener_config *cfg;
+    tg_cypher_rewriter *rw;       /* shared by every worker */
     char advertised[BS_NAME_MAX]; /* the one address ROUTE answers list */
 } bs_listener;
 
@@ -152,13 +155,14 @@ typedef struct bs_session {
     bool stalled;  /* client input waits until at most stall_until entries are queued */
     size_t stall_until;
     tg_bolt_scan cscan, bscan;
-    tg_ps_doc doc;  /* the client message being handled */
-    tg_ps_doc rdoc; /* the backend message being handled */
-    tg_buf msg;     /* a client message in several chunks, made contiguous */
-    tg_buf rmsg;    /* the same for a backend message */
-    tg_buf out;     /* messages built here */
-    tg_buf pending; /* the backend login, sent once the backend agreed on the version */
-    uint32_t *hits; /* hide_tenant_property: the nodes of a RECORD to re-encode */
+    tg_ps_doc doc;           /* the client message being handled */
+    tg_ps_doc rdoc;          /* the backend message being handled */
+    tg_buf msg;              /* a client message in several chunks, made contiguous */
+    tg_buf rmsg;             /* the same for a backend message */
+    tg_buf out;              /* messages built here */
+    tg_buf pending;          /* the backend login, sent once the backend agreed on the version */
+    tg_cypher_result judged; /* the last statement's verdict (its text buffer is reused) */
+    uint32_t *hits;          /* hide_tenant_property: the nodes of a RECORD to re-encode */
     uint32_t hits_cap;
     bs_expect *fifo;
     size_t fifo_cap, fifo_head, fifo_len;
@@ -189,9 +193,27 @@ static int bs_listener_init(const struct tg_listener_config *cfg, void **state, 
         snprintf(err, errlen, "listener %s: bolt.advertised_address is too long", cfg->name);
         return TG_ECONFIG;
     }
+    static const tg_cypher_isolation modes[] = {
+        [TG_BOLT_ISOLATION_PROPERTY] = TG_CYPHER_ISOLATION_PROPERTY,
+        [TG_BOLT_ISOLATION_LABEL] = TG_CYPHER_ISOLATION_LABEL,
+        [TG_BOLT_ISOLATION_DATABASE] = TG_CYPHER_ISOLATION_DATABASE,
+    };
+    tg_cypher_rewrite_config rc = {
+        .isolation = modes[b->isolation],
+        .tenant_property = b->tenant_property,
+        .label_template = b->label_template,
+        .allow_procedures = (const char *const *)b->allow_procedures,
+        .allow_functions = (const char *const *)b->allow_functions,
+    };
     bs_listener *bl = calloc(1, sizeof(*bl));
-    if (!bl) {
-        snprintf(err, errlen, "out of memory");
+    if (!bl || !(bl->rw = tg_cypher_rewrite_new(&rc))) {
+        snprintf(err, errlen,
+                 bl ? "listener %s: the Cypher rewriter refuses bolt.tenant_property or "
+                      "bolt.label_template (a name without control characters or backslashes, "
+                      "{tenant} once in the template), or memory ran out"
+                    : "out of memory",
+                 cfg->name);
+        free(bl);
         return TG_ECONFIG;
     }
     bl->cfg = cfg;
@@ -202,7 +224,9 @@ static int bs_listener_init(const struct tg_listener_config *cfg, void **state, 
 
 static void bs_listener_free(void *state)
 {
-    free(state);
+    bs_listener *bl = state;
+    tg_cypher_rewrite_free(bl->rw);
+    free(bl);
 }
 
 /* ---- the reply FIFO -------------------------------------------------------- */
@@ -395,19 +419,32 @@ typedef struct bs_judged {
     uint64_t fingerprint; /* XXH3 of the client's text, for audit lines */
 } bs_judged;
 
+static tg_cypher_cache *worker_cache(tg_conn *c)
+{
+    tg_worker *w = tg_conn_worker(c);
+    if (!w->cypher_cache) /* NULL when out of memory: statements are then judged uncached */
+        w->cypher_cache = tg_cypher_cache_new(BS_CYPHER_CACHE_ENTRIES, 0);
+    return w->cypher_cache;
+}
+
 /*
- * The one place the Cypher rewriter is called. Until policy/cypher_rewrite
- * is part of the build, nothing can be judged, so every statement is refused
- * (fail-closed).
+ * The one place the Cypher rewriter (policy/cypher_rewrite.h) is called: the
+ * statement q judged for the session's tenant and isolation mode.
  */
 static void judge_query(tg_conn *c, bs_session *s, tg_slice q, bs_judged *out)
 {
-    (void)c;
-    (void)s;
+    tg_cypher_result *r = &s->judged;
+    tg_cypher_verdict v =
+        tg_cypher_rewrite(s->bl->rw, worker_cache(c), s->id.tenant, (const char *)q.base, q.len, r);
     memset(out, 0, sizeof(*out));
-    out->fingerprint = XXH3_64bits(q.base, q.len);
-    out->deny = true;
-    out->reason = "statements cannot be judged: the Cypher rewriter is not built";
+    out->fingerprint = r->fingerprint;
+    out->deny = v == TG_CYPHER_DENY;
+    out->reason = r->reason;
+    if (out->deny)
+        return;
+    out->text = (tg_slice){(const uint8_t *)r->text.s, r->text.len};
+    out->changed =
+        v == TG_CYPHER_REWRITE && !(q.len == r->text.len && memcmp(q.base, r->text.s, q.len) == 0);
 }
 
 /* ---- databases and the request dictionaries ------------------------------------ */
@@ -661,7 +698,7 @@ static int on_run(tg_conn *c, bs_session *s, const uint8_t *frame, size_t size, 
     judge_query(c, s, d->v[m->field[0]].u.s, &v);
     if (v.deny)
         return deny(c, s, TG_BOLT_RUN, v.reason, v.fingerprint);
-    tg_ps_edit param_edit = {tg_slice_str("__tenantgate_tenant"), TG_PS_EDIT_SET_STR,
+    tg_ps_edit param_edit = {tg_slice_str(TG_CYPHER_TENANT_PARAM), TG_PS_EDIT_SET_STR,
                              tg_slice_str(s->id.tenant), 0};
     size_t n_param = property_mode(s) ? 1 : 0;
     if (!v.changed && !n_param && !n_extra)
@@ -831,6 +868,10 @@ static void trim(bs_session *s)
         tg_buf_free(&s->out);
     tg_ps_doc_trim(&s->doc, BS_KEEP_VALUES);
     tg_ps_doc_trim(&s->rdoc, BS_KEEP_VALUES);
+    if (s->judged.text.cap > BS_KEEP_SCRATCH) {
+        tg_cypher_result_free(&s->judged);
+        tg_cypher_result_init(&s->judged);
+    }
 }
 
 static ssize_t on_handshake(tg_conn *c, bs_session *s, const uint8_t *data, size_t len)
@@ -1169,6 +1210,7 @@ static int bs_open(tg_conn *c, void *session)
     s->state = BS_HANDSHAKE;
     tg_ps_doc_init(&s->doc);
     tg_ps_doc_init(&s->rdoc);
+    tg_cypher_result_init(&s->judged);
     return 0;
 }
 
@@ -1216,6 +1258,7 @@ static void bs_close(tg_conn *c, void *session)
     tg_buf_free(&s->rmsg);
     tg_buf_free(&s->out);
     tg_buf_free(&s->pending);
+    tg_cypher_result_free(&s->judged);
     (void)c;
 }
 
