@@ -310,8 +310,9 @@ static int drain(tg_conn *c, bs_session *s)
     while (s->fifo_len && expect_local[s->fifo[s->fifo_head].kind]) {
         bs_expect e = fifo_pop(s);
         int r = emit_local(c, s, &e);
+        bool closing = e.flags & BS_F_CLOSE;
         free(e.bytes);
-        if (r < 0)
+        if (r < 0 || closing)
             return r;
     }
     if (s->quitting && s->backend_due == 0 && s->fifo_len == 0) {
