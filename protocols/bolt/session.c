@@ -533,6 +533,19 @@ static void expand_db(bs_session *s, const char *tenant)
 }
 
 /*
+ * Database mode: Neo4j database names are case-insensitive and have no `_`,
+ * so tenants "Acme" and "acme" would share one database. Only tenant ids
+ * that map one-to-one onto database names are accepted there.
+ */
+static bool tenant_names_a_database(const char *tenant)
+{
+    for (const char *p = tenant; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+            return false;
+    return true;
+}
+
+/*
  * Verifies the token carried by the auth dictionary `auth` (HELLO <= 5.0 or
  * LOGON): scheme bearer (credentials = JWT) or basic (credentials = JWT, the
  * principal is not used). Returns 1 with *id filled, 0 when refused (FAILURE
@@ -556,9 +569,19 @@ static int verify_auth(tg_conn *c, bs_session *s, const tg_ps_doc *d, uint32_t a
     } else {
         tg_slice t = d->v[cred].u.s;
         tg_jwt_result jr = tg_auth_tenant(c, (const char *)t.base, t.len, id);
-        if (jr == TG_JWT_OK)
+        if (jr == TG_JWT_OK && (!database_mode(s) || tenant_names_a_database(id->tenant)))
             return 1;
-        why = tg_jwt_result_str(jr);
+        if (jr == TG_JWT_OK) {
+            why = "the tenant id cannot name a database (database isolation needs tenant ids of "
+                  "lowercase letters, digits and -)";
+            TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_policy], 1);
+            tg_log(TG_LOG_WARN, "authentication refused", TG_FB("audit", true),
+                   TG_FS("listener", s->bl->cfg->name), TG_FS("tenant", id->tenant),
+                   TG_FS("client", tg_conn_peer(c)), TG_FS("reason", "tenant_not_a_database_name"),
+                   TG_FEND);
+        } else {
+            why = tg_jwt_result_str(jr);
+        }
     }
     int r = local_failure(c, s, BS_CODE_UNAUTHORIZED, why, BS_F_CLOSE);
     s->done = true;
