@@ -165,6 +165,59 @@ def test_databases_in_property_mode(st):
         assert err(st.run("acme", "RETURN 1", db=db))["code"] == FORBIDDEN, db
 
 
+# ---- raw Bolt against the real backend ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [(4, 4), (5, 0), (5, 2), (5, 4), (5, 6)])
+def test_every_version_end_to_end(st, version):
+    c = Client(st.env.port)
+    replies = c.login(st.env.tokens.mint("raw-" + "".join(map(str, version))), version=version,
+                      scheme="basic")
+    assert [r.name for r in replies] == ["SUCCESS"] * len(replies)
+    run, records, pull = c.run("CREATE (p:Person {name: 'v', age: $a}) RETURN p, p.age",
+                               {"a": version[1]})
+    assert run.name == "SUCCESS" and pull.name == "SUCCESS", (run, pull)
+    (node, age), = records
+    assert len(node.fields) == (3 if version == (4, 4) else 4)  # Node: element id from 5.0
+    assert node.fields[2]["tenant_id"] == "raw-" + "".join(map(str, version)) and age == version[1]
+    c.send("GOODBYE")
+    assert c.closed()
+
+
+def test_pipelined_records_and_local_failures_keep_their_order(st):
+    c = Client(st.env.port)
+    c.login(st.env.tokens.mint("pipe"))
+    c.send("RUN", "UNWIND range(1, 3) AS i RETURN i", {}, {})
+    c.send("PULL", {"n": 2})
+    c.send("PULL", {"n": -1})
+    c.send("RUN", "CALL db.labels()", {}, {})          # refused by tenantgate
+    c.send("PULL", {"n": -1})
+    c.send("RUN", "RETURN 'never-sent' AS x", {}, {})  # not sent: IGNORED until RESET
+    got = [c.recv() for _ in range(9)]
+    assert [m.name for m in got] == ["SUCCESS", "RECORD", "RECORD", "SUCCESS", "RECORD",
+                                     "SUCCESS", "FAILURE", "IGNORED", "IGNORED"]
+    assert [got[i].fields[0] for i in (1, 2, 4)] == [[1], [2], [3]]
+    assert got[3].meta.get("has_more") is True and got[6].meta["code"] == FORBIDDEN
+    # RESET (sent alone: Bolt's RESET also interrupts what is still queued before it)
+    assert c.request("RESET").name == "SUCCESS"
+    run, records, pull = c.run("RETURN 42 AS x")
+    assert (run.name, records, pull.name) == ("SUCCESS", [[42]], "SUCCESS")
+    assert "never-sent" not in st.b.log()
+
+
+def test_logoff_logon_switches_tenant_on_the_real_backend(st):
+    c = Client(st.env.port)
+    c.login(st.env.tokens.mint("sw-a"))
+    assert c.run("CREATE (:City {name: 'only-a'})")[2].name == "SUCCESS"
+    c.send("LOGOFF")
+    c.send("LOGON", {"scheme": "bearer", "credentials": st.env.tokens.mint("sw-b")})
+    assert [c.recv().name, c.recv().name] == ["SUCCESS", "SUCCESS"]
+    run, records, pull = c.run("MATCH (c:City) RETURN c.name")
+    assert records == [] and pull.name == "SUCCESS"
+    assert c.run("CREATE (c:City {name: 'only-b'}) RETURN c.tenant_id")[1] == [["sw-b"]]
+    assert st.rows("sw-a", "MATCH (c:City) RETURN c.name") == [["only-a"]]
+
+
 # ---- hide_tenant_property ---------------------------------------------------------------------
 
 
