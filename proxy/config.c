@@ -1475,9 +1475,47 @@ static void parse_redis(walker *w, const node *m, tg_listener_config *l)
     }
 }
 
+/*
+ * Database isolation maps a client database through the template: {db} and
+ * {tenant} once each with something between them (without a separator "ab"
+ * + "c" and "a" + "bc" meet), every other character one a database name may
+ * hold. (policy/mongo_scope.c also refuses, per name, a mapping another tenant
+ * could reach too.)
+ */
+static void check_db_template(walker *w, const node *m, const char *t)
+{
+    const char *db = strstr(t, "{db}"), *tn = strstr(t, "{tenant}");
+    if (!db || !tn || strstr(db + 1, "{db}") || strstr(tn + 1, "{tenant}")) {
+        fail_key(w, m, "database_template",
+                 "must contain {db} and {tenant} exactly once each with isolation: database");
+        return;
+    }
+    if ((db < tn && db + 4 == tn) || (tn < db && tn + 8 == db)) {
+        fail_key(w, m, "database_template",
+                 "needs a separator between {db} and {tenant}, e.g. {db}_{tenant}");
+        return;
+    }
+    for (const char *p = t; *p; p++) {
+        if (p == db) {
+            p += 3;
+            continue;
+        }
+        if (p == tn) {
+            p += 7;
+            continue;
+        }
+        unsigned char c = (unsigned char)*p;
+        if (c <= 0x20 || c == 0x7f || strchr("/\\. \"$*<>:|?{}", c)) {
+            fail_key(w, m, "database_template", "holds a character a database name cannot hold");
+            return;
+        }
+    }
+}
+
 static void parse_mongodb(walker *w, const node *m, tg_mongodb_config *mg)
 {
-    static const char *const keys[] = {"isolation", "tenant_field", "database_template", NULL};
+    static const char *const keys[] = {"isolation",  "tenant_field",         "database_template",
+                                       "allow_drop", "allow_change_streams", NULL};
     if (!check_map(w, m, keys)) {
         return;
     }
@@ -1490,6 +1528,17 @@ static void parse_mongodb(walker *w, const node *m, tg_mongodb_config *mg)
     }
     field_string(w, m, "database_template", &mg->database_template);
     check_tenant_template(w, m, "database_template", mg->database_template);
+    if (!w->failed && mg->isolation == TG_MONGO_ISOLATION_DATABASE &&
+        map_get(m, "database_template")) {
+        check_db_template(w, m, mg->database_template);
+    }
+    field_bool(w, m, "allow_drop", &mg->allow_drop);
+    if (!w->failed && mg->allow_drop && mg->isolation != TG_MONGO_ISOLATION_DATABASE) {
+        fail_key(w, m, "allow_drop",
+                 "only valid with isolation: database (in field isolation a collection holds "
+                 "every tenant's documents)");
+    }
+    field_bool(w, m, "allow_change_streams", &mg->allow_change_streams);
 }
 
 static void parse_bolt(walker *w, const node *m, tg_bolt_config *b)

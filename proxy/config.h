@@ -126,7 +126,12 @@ typedef enum { TG_MONGO_ISOLATION_FIELD, TG_MONGO_ISOLATION_DATABASE } tg_mongo_
 typedef struct tg_mongodb_config {
     tg_mongo_isolation isolation; /* default field */
     char *tenant_field;           /* default "tenant_id" */
-    char *database_template;      /* default "{db}_{tenant}" */
+    char *database_template;      /* default "{db}_{tenant}"; database isolation: {db} and
+                                     {tenant} once each, a separator between them */
+    bool allow_drop;              /* database isolation only: drop, dropDatabase,
+                                     renameCollection; default false */
+    bool allow_change_streams;    /* $changeStream (field isolation: the tenant's documents'
+                                     events only); default false */
 } tg_mongodb_config;
 
 typedef enum {

@@ -200,6 +200,8 @@ static const char full_yaml[] =
     "      isolation: database\n"
     "      tenant_field: meta.tenant\n"
     "      database_template: \"t_{tenant}_{db}\"\n"
+    "      allow_drop: true\n"
+    "      allow_change_streams: true\n"
     "  - name: graph\n"
     "    protocol: bolt\n"
     "    listen: 127.0.0.1:7688\n"
@@ -308,6 +310,8 @@ static void test_full_config(void **state)
     assert_int_equal(m->mongodb.isolation, TG_MONGO_ISOLATION_DATABASE);
     assert_string_equal(m->mongodb.tenant_field, "meta.tenant");
     assert_string_equal(m->mongodb.database_template, "t_{tenant}_{db}");
+    assert_true(m->mongodb.allow_drop);
+    assert_true(m->mongodb.allow_change_streams);
 
     const tg_listener_config *b = &cfg->listeners[3];
     assert_int_equal(b->protocol, TG_PROTO_BOLT);
@@ -394,6 +398,8 @@ static void test_defaults(void **state)
     assert_int_equal(l->mongodb.isolation, TG_MONGO_ISOLATION_FIELD);
     assert_string_equal(l->mongodb.tenant_field, "tenant_id");
     assert_string_equal(l->mongodb.database_template, "{db}_{tenant}");
+    assert_false(l->mongodb.allow_drop);
+    assert_false(l->mongodb.allow_change_streams);
     assert_int_equal(l->bolt.isolation, TG_BOLT_ISOLATION_PROPERTY);
     assert_string_equal(l->bolt.tenant_property, "tenant_id");
     assert_string_equal(l->bolt.label_template, "Tenant_{tenant}");
@@ -966,6 +972,45 @@ static void test_protocol_sections(void **state)
     expect_error(AUTH "listeners:\n  - name: m\n    protocol: mongodb\n    listen: h:1\n"
                       "    backend: {address: h:2}\n    mongodb:\n      tenant_field: $tenant\n",
                  "10: listeners[0].mongodb.tenant_field: must be a field name");
+#define MONGO_DB_LISTENER                                                                          \
+    "listeners:\n  - name: m\n    protocol: mongodb\n    listen: h:1\n"                            \
+    "    backend: {address: h:2}\n    mongodb:\n      isolation: database\n"
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"t_{tenant}\"\n",
+                 "11: listeners[0].mongodb.database_template: must contain {db} and {tenant} "
+                 "exactly once each with isolation: database");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{db}_{tenant}_{db}\"\n",
+                 "11: listeners[0].mongodb.database_template: must contain {db} and {tenant} "
+                 "exactly once each");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{db}{tenant}\"\n",
+                 "11: listeners[0].mongodb.database_template: needs a separator between {db} and "
+                 "{tenant}");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{tenant}{db}\"\n",
+                 "11: listeners[0].mongodb.database_template: needs a separator");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{db}.{tenant}\"\n",
+                 "11: listeners[0].mongodb.database_template: holds a character a database name "
+                 "cannot hold");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{db} {tenant}\"\n",
+                 "11: listeners[0].mongodb.database_template: holds a character");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{db}_{tenant}$\"\n",
+                 "11: listeners[0].mongodb.database_template: holds a character");
+    expect_error(AUTH MONGO_DB_LISTENER "      allow_drop: 1\n",
+                 "11: listeners[0].mongodb.allow_drop: expected true or false");
+    expect_error(AUTH "listeners:\n  - name: m\n    protocol: mongodb\n    listen: h:1\n"
+                      "    backend: {address: h:2}\n    mongodb:\n      allow_drop: true\n",
+                 "10: listeners[0].mongodb.allow_drop: only valid with isolation: database");
+    expect_error(AUTH MONGO_DB_LISTENER "      allow_change_streams: yes please\n",
+                 "11: listeners[0].mongodb.allow_change_streams: expected true or false");
+    /* field isolation leaves the template alone (it is not used) */
+    tg_config_free(parse_ok(
+        AUTH "listeners:\n  - name: m\n    protocol: mongodb\n    listen: h:1\n"
+             "    backend: {address: h:2}\n    mongodb:\n      database_template: \"x{tenant}\"\n"
+             "      allow_change_streams: true\n"));
+    tg_config *ok = parse_ok(AUTH MONGO_DB_LISTENER "      database_template: \"{tenant}~{db}\"\n"
+                                                    "      allow_drop: true\n");
+    assert_true(ok->listeners[0].mongodb.allow_drop);
+    assert_false(ok->listeners[0].mongodb.allow_change_streams);
+    tg_config_free(ok);
+#undef MONGO_DB_LISTENER
     expect_error(AUTH "listeners:\n  - name: g\n    protocol: bolt\n    listen: h:1\n"
                       "    backend: {address: h:2}\n    bolt:\n      label_template: Tenant\n",
                  "10: listeners[0].bolt.label_template: must contain {tenant}");
