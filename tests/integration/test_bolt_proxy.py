@@ -9,6 +9,8 @@ its statements reach the backend rewritten.
 """
 
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -216,6 +218,25 @@ def test_logoff_logon_switches_tenant_on_the_real_backend(st):
     assert records == [] and pull.name == "SUCCESS"
     assert c.run("CREATE (c:City {name: 'only-b'}) RETURN c.tenant_id")[1] == [["sw-b"]]
     assert st.rows("sw-a", "MATCH (c:City) RETURN c.name") == [["only-a"]]
+
+
+def test_tls_with_drivers(tmp_path):
+    """tls.mode require: drivers connect with bolt+ssc:// and neo4j+ssc:// (self-signed)."""
+    openssl = shutil.which("openssl") or "/usr/bin/openssl"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")],
+                   check=True, capture_output=True)
+    tls = {"tls": {"mode": "require", "cert_file": str(tmp_path / "c.pem"),
+                   "key_file": str(tmp_path / "k.pem")}}
+    with bolt_stack(SCHEMA, listener_extra=tls) as s:
+        for scheme in ("bolt+ssc", "neo4j+ssc"):
+            out = s.driver("acme", [{"op": "run", "query": "RETURN 7 AS x"}], scheme=scheme)
+            assert out[0]["records"] == [[7]], out
+        out = s.driver("acme", [{"op": "run", "query": "RETURN 7 AS x"}], scheme="bolt",
+                       config={"connectionTimeout": 3000})
+        assert "error" in out[0]  # plaintext is refused
 
 
 # ---- hide_tenant_property ---------------------------------------------------------------------
