@@ -145,6 +145,16 @@ typedef struct tg_bolt_config {
     char *tenant_property;       /* default "tenant_id" */
     char *label_template;        /* default "Tenant_{tenant}" */
     char *database_template;     /* default "tenant-{tenant}" */
+    /* The address ROUTE answers list (host:port); NULL: the listen address. */
+    char *advertised_address;
+    /* The database clients name (default "neo4j"): the only one in property and label modes;
+     * in database mode the client-side name that maps to the tenant's database. */
+    char *database;
+    char **allow_procedures; /* procedures clients may CALL ("name" or "prefix.*"); NULL = none */
+    size_t n_allow_procedures;
+    char **allow_functions; /* namespaced functions clients may call (same forms); NULL = none */
+    size_t n_allow_functions;
+    bool hide_tenant_property; /* property mode: drop tenant_property from returned nodes */
 } tg_bolt_config;
 
 typedef struct tg_timeouts_config {

@@ -16,6 +16,7 @@
 
 #include "proxy/error.h"
 #include "protocols/mongodb/session.h"
+#include "protocols/bolt/session.h"
 #include "protocols/postgres/session.h"
 #include "protocols/redis/session.h"
 #include "protocols/tcp/session.h"
@@ -56,8 +57,10 @@ const tg_protocol_ops *tg_runtime_protocol_ops(tg_protocol p)
         return &tg_redis_protocol;
     case TG_PROTO_MONGODB:
         return &tg_mongo_protocol;
+    case TG_PROTO_BOLT:
+        return &tg_bolt_protocol;
     default:
-        return NULL; /* bolt: not implemented yet */
+        return NULL;
     }
 }
 

@@ -21,6 +21,7 @@
 #include "proxy/jwt.h"
 #include "proxy/listener.h"
 #include "proxy/metrics.h"
+#include "policy/cypher_cache.h"
 #include "policy/sql_guard.h"
 #include "proxy/runtime.h"
 
@@ -52,7 +53,8 @@ typedef struct tg_worker {
     uint32_t n_conns;
     tg_chunk_pool pool;
     tg_jwt_cache *jwt_cache;
-    tg_sql_cache *sql_cache; /* PostgreSQL guard verdicts; created by the first pg session */
+    tg_sql_cache *sql_cache;       /* PostgreSQL guard verdicts; created by the first pg session */
+    tg_cypher_cache *cypher_cache; /* Bolt: rewritten Cypher; created by the first bolt session */
     tg_metrics *metrics;
     bool draining;
     bool stopping;

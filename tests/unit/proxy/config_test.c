@@ -404,6 +404,11 @@ static void test_defaults(void **state)
     assert_string_equal(l->bolt.tenant_property, "tenant_id");
     assert_string_equal(l->bolt.label_template, "Tenant_{tenant}");
     assert_string_equal(l->bolt.database_template, "tenant-{tenant}");
+    assert_null(l->bolt.advertised_address);
+    assert_string_equal(l->bolt.database, "neo4j");
+    assert_null(l->bolt.allow_procedures);
+    assert_null(l->bolt.allow_functions);
+    assert_false(l->bolt.hide_tenant_property);
     tg_config_free(cfg);
 
     /* mongodb listeners get auth_db "admin" */
@@ -1027,6 +1032,62 @@ static void test_protocol_sections(void **state)
     tg_config_free(cfg);
 }
 
+#define BOLT_LISTENER                                                                              \
+    "listeners:\n  - name: g\n    protocol: bolt\n    listen: h:1\n"                               \
+    "    backend: {address: h:2}\n    bolt:\n"
+
+/* The bolt keys the session reads beyond the SPEC's four: routing, databases, allow-lists. */
+static void test_bolt_section(void **state)
+{
+    (void)state;
+    tg_config *cfg =
+        parse_ok(AUTH BOLT_LISTENER "      advertised_address: graph.internal:7688\n"
+                                    "      database: app.graph-1\n"
+                                    "      allow_procedures: [db.labels, apoc.text.*]\n"
+                                    "      allow_functions: [apoc.coll.sum]\n"
+                                    "      hide_tenant_property: true\n");
+    const tg_bolt_config *b = &cfg->listeners[0].bolt;
+    assert_string_equal(b->advertised_address, "graph.internal:7688");
+    assert_string_equal(b->database, "app.graph-1");
+    assert_int_equal(b->n_allow_procedures, 2);
+    assert_string_equal(b->allow_procedures[0], "db.labels");
+    assert_string_equal(b->allow_procedures[1], "apoc.text.*");
+    assert_null(b->allow_procedures[2]);
+    assert_int_equal(b->n_allow_functions, 1);
+    assert_string_equal(b->allow_functions[0], "apoc.coll.sum");
+    assert_true(b->hide_tenant_property);
+    tg_config_free(cfg);
+
+    cfg = parse_ok(AUTH BOLT_LISTENER "      allow_procedures: []\n");
+    assert_null(cfg->listeners[0].bolt.allow_procedures);
+    tg_config_free(cfg);
+
+    expect_error(AUTH BOLT_LISTENER "      advertised_address: nohost\n",
+                 "10: listeners[0].bolt.advertised_address: expected host:port");
+    expect_error(AUTH BOLT_LISTENER "      database: 1abc\n",
+                 "10: listeners[0].bolt.database: must be a database name");
+    expect_error(AUTH BOLT_LISTENER "      database: \"a_b\"\n",
+                 "10: listeners[0].bolt.database: must be a database name");
+    expect_error(AUTH BOLT_LISTENER "      database: \"\"\n",
+                 "10: listeners[0].bolt.database: must not be empty");
+    expect_error(AUTH BOLT_LISTENER "      allow_procedures: [\"db.labels()\"]\n",
+                 "10: listeners[0].bolt.allow_procedures[0]: must be a name such as db.labels");
+    expect_error(AUTH BOLT_LISTENER "      allow_procedures: [\"*\"]\n",
+                 "10: listeners[0].bolt.allow_procedures[0]: must be a name such as db.labels");
+    expect_error(AUTH BOLT_LISTENER "      allow_functions: [\"apoc.*.x\"]\n",
+                 "10: listeners[0].bolt.allow_functions[0]: must be a name such as db.labels");
+    expect_error(AUTH BOLT_LISTENER "      allow_functions: apoc.coll.sum\n",
+                 "10: listeners[0].bolt.allow_functions: expected a list");
+    expect_error(AUTH BOLT_LISTENER "      hide_tenant_property: yes please\n",
+                 "10: listeners[0].bolt.hide_tenant_property: expected true or false");
+    expect_error(AUTH BOLT_LISTENER "      isolation: label\n      hide_tenant_property: true\n",
+                 "11: listeners[0].bolt.hide_tenant_property: only used with isolation: property");
+    expect_error(AUTH BOLT_LISTENER "      database_template: \"{db}-{tenant}\"\n",
+                 "10: listeners[0].bolt.database_template: only {tenant} is substituted");
+    expect_error(AUTH BOLT_LISTENER "      route_ttl_s: 5\n",
+                 "10: listeners[0].bolt.route_ttl_s: unknown key");
+}
+
 /* The postgres keys beyond tenant_setting/allow_ddl/databases: the guard's lists, the signed
  * tenant context and the limits. */
 /* Lines 4-8 after AUTH: one redis listener (backend user svc, plaintext). */
@@ -1327,6 +1388,7 @@ int main(void)
         cmocka_unit_test(test_client_tls),          cmocka_unit_test(test_backend),
         cmocka_unit_test(test_protocol_sections),   cmocka_unit_test(test_error_buffer),
         cmocka_unit_test(test_postgres_section),    cmocka_unit_test(test_redis_section),
+        cmocka_unit_test(test_bolt_section),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
