@@ -66,3 +66,67 @@ def needs_test_backend(kind, what):
         f"{VARS[kind]} is set, but this test uses {what}, which only the local test backend "
         f"has: mark it @pytest.mark.local_backend({kind!r}, reason) and list it in "
         "deploy/compose/README.md")
+
+
+class ExternalRedis:
+    """The server of TG_EXT_REDIS, for redis_fixture.redis_env: admin clients, ACL users made
+    for the suite, and at close() the keys (every database), ACL users and function libraries
+    that were not there at the start removed -- what was there is left alone."""
+
+    def __init__(self, u):
+        self.host, self.port, self.user, self.password = u.host, u.port, u.user, u.password
+        self.admin = self.client()
+        self.admin.ping()
+        self._keys = self._all_keys()
+        self._users = set(self._acl_users())
+        self._libs = self._libraries()
+
+    def client(self, db=0):
+        import redis
+
+        return redis.Redis(host=self.host, port=self.port, username=self.user,
+                           password=self.password, db=db, socket_timeout=30)
+
+    def _acl_users(self):
+        return [u.decode() if isinstance(u, bytes) else u for u in self.admin.acl_users()]
+
+    def _libraries(self):
+        out = set()
+        for lib in self.admin.execute_command("FUNCTION", "LIST"):
+            d = dict(zip(lib[::2], lib[1::2])) if isinstance(lib, list) else lib
+            name = d.get(b"library_name", d.get("library_name"))
+            out.add(name.decode() if isinstance(name, bytes) else name)
+        return out
+
+    def _all_keys(self):
+        dbs = {0, 1} | {int(k[2:]) for k in self.admin.info("keyspace") if k.startswith("db")}
+        out = {}
+        for db in sorted(dbs):
+            c = self.client(db)
+            out[db] = set(c.scan_iter(count=1000))
+            c.close()
+        return out
+
+    def make_user(self, name, password, rules):
+        """ACL SETUSER name for the suite; refuses to take over a user that exists already."""
+        if name in self._users:
+            raise AssertionError(f"TG_EXT_REDIS: ACL user {name} exists already; the suites "
+                                 "create it and delete it after, so they will not use one "
+                                 "they did not create")
+        self.admin.execute_command("ACL", "SETUSER", name, "reset", "on", ">" + password,
+                                   *rules)
+
+    def close(self):
+        try:
+            for db, keys in self._all_keys().items():
+                new = sorted(keys - self._keys.get(db, set()))
+                c = self.client(db)
+                for i in range(0, len(new), 500):
+                    c.delete(*new[i:i + 500])
+                c.close()
+            for user in sorted(set(self._acl_users()) - self._users):
+                self.admin.execute_command("ACL", "DELUSER", user)
+            for lib in sorted(self._libraries() - self._libs):
+                self.admin.execute_command("FUNCTION", "DELETE", lib)
+        finally:
+            self.admin.close()
