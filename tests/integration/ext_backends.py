@@ -130,3 +130,122 @@ class ExternalRedis:
                 self.admin.execute_command("FUNCTION", "DELETE", lib)
         finally:
             self.admin.close()
+
+
+class ExternalMongo:
+    """The server of TG_EXT_MONGODB in place of mongo_fixture.MongoBackend (mongo_env): at
+    start() a service user (SCRAM-SHA-256 only, readWrite and dbAdmin on any database) is
+    created for tenantgate through the root credentials; stop() drops the databases that were
+    not there at start() and that user. There is no --trace: received() fails the test."""
+
+    def __init__(self, u):
+        import secrets
+
+        self.host, self.port = u.host, u.port
+        self._root = (u.user, u.password, u.query.get("authSource", "admin"))
+        self.user = "tenantgate-suite-" + secrets.token_hex(3)
+        self.password = secrets.token_urlsafe(18)
+        self.trace = False
+        self._clients = []
+        self._dbs = None
+        self.root = None
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    def _connect(self, user, password, auth_source, **kw):
+        import pymongo
+
+        # directConnection: the replica set's member names need not resolve from here.
+        args = dict(host=self.host, port=self.port, username=user, password=password,
+                    authSource=auth_source, directConnection=True,
+                    serverSelectionTimeoutMS=10000, socketTimeoutMS=30000)
+        args.update(kw)
+        c = pymongo.MongoClient(**args)
+        self._clients.append(c)
+        return c
+
+    def start(self):
+        self.root = self._connect(*self._root)
+        self._dbs = set(self.root.list_database_names())
+        self.root.admin.command(
+            "createUser", self.user, pwd=self.password, mechanisms=["SCRAM-SHA-256"],
+            roles=[{"role": "readWriteAnyDatabase", "db": "admin"},
+                   {"role": "dbAdminAnyDatabase", "db": "admin"}])
+        return self
+
+    def client(self, user=None, password=None, **kw):
+        """pymongo with SCRAM-SHA-256, as the service user unless told otherwise."""
+        return self._connect(user or self.user, self.password if password is None else password,
+                             "admin", authMechanism="SCRAM-SHA-256", **kw)
+
+    def uri(self, **options):
+        opts = {"authSource": "admin", "authMechanism": "SCRAM-SHA-256",
+                "directConnection": "true"}
+        opts.update({k: str(v).lower() if isinstance(v, bool) else str(v)
+                     for k, v in options.items()})
+        q = "&".join(f"{k}={v}" for k, v in opts.items())
+        return f"mongodb://{self.user}:{self.password}@{self.address}/?{q}"
+
+    def received(self, command=None):
+        needs_test_backend("mongodb", "the test backend's --trace file (received())")
+
+    def log(self):
+        return ""
+
+    def stop(self):
+        try:
+            if self.root is not None and self._dbs is not None:
+                for name in sorted(set(self.root.list_database_names()) - self._dbs):
+                    if name not in ("admin", "config", "local"):
+                        self.root.drop_database(name)
+                self.root.admin.command("dropUser", self.user)
+        finally:
+            for c in self._clients:
+                try:
+                    c.close()
+                except Exception:
+                    pass
+            self._clients, self.root, self._dbs = [], None, None
+
+
+class ExternalNeo4j:
+    """The server of TG_EXT_NEO4J in place of the Bolt test backend (bolt_env.bolt_stack): the
+    URL's user is tenantgate's service user (Neo4j Community has no roles to narrow it);
+    stop() deletes the nodes (and so their relationships) that were not there at start().
+    There is no schema to load (Neo4j has no node tables) and no --log-messages: log() fails
+    the test."""
+
+    def __init__(self, u):
+        self.host, self.port, self.user, self.password = u.host, u.port, u.user, u.password
+        self._before = None
+
+    def uri(self, scheme="bolt"):
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def driver(self, steps, uri=None, auth=None, config=None, timeout=120):
+        from bolt_fixture import run_driver
+
+        program = {"uri": uri or self.uri(), "steps": steps, "config": config or {},
+                   "auth": auth or {"scheme": "basic", "user": self.user,
+                                    "password": self.password}}
+        return run_driver(program, timeout=timeout)
+
+    def _run(self, query, params=None):
+        out = self.driver([{"op": "run", "query": query, "params": params or {}}])[0]
+        assert "error" not in out, out
+        return out["records"]
+
+    def start(self):
+        self._before = [r[0]["$node"]["elementId"] for r in self._run("MATCH (n) RETURN n")]
+        return self
+
+    def log(self):
+        needs_test_backend("neo4j", "the test backend's --log-messages output (log())")
+
+    def stop(self):
+        if self._before is not None:
+            self._run("MATCH (n) WHERE NOT elementId(n) IN $before DETACH DELETE n",
+                      {"before": self._before})
+            self._before = None
