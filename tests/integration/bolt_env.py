@@ -3,6 +3,9 @@ bolt_wire.py, or the test backend of bolt_fixture.py), for the Bolt session test
 
   with bolt_proxy(backend_address, user, password, isolation="property") as env:
       env.port, env.tokens.mint("acme"), env.client(), env.metric(name, **labels)
+
+bolt_stack() with TG_EXT_NEO4J=bolt://USER:PW@HOST:PORT set puts tenantgate in front of that
+Neo4j instead of the test backend (ext_backends.ExternalNeo4j; the kuzu schema is not used).
 """
 
 import contextlib
@@ -10,6 +13,7 @@ import os
 import shutil
 import tempfile
 
+import ext_backends
 import tghelpers as h
 from bolt_wire import Client
 from pg_fixture import Tokens
@@ -129,7 +133,19 @@ class Stack:
 def bolt_stack(schema, backend_args=(), listener_extra=None, **bolt):
     """The Bolt test backend with `schema`, and tenantgate in front of it (bolt keys as kwargs)."""
     from bolt_fixture import bolt_backend
-    with bolt_backend(schema=schema, args=backend_args) as b:
-        with bolt_proxy(f"127.0.0.1:{b.port}", b.user, b.password, listener_extra=listener_extra,
+    ext = ext_backends.url("neo4j")
+    if ext and backend_args:
+        ext_backends.needs_test_backend("neo4j", f"test backend options {list(backend_args)}")
+    with (_external(ext) if ext else bolt_backend(schema=schema, args=backend_args)) as b:
+        with bolt_proxy(f"{b.host}:{b.port}", b.user, b.password, listener_extra=listener_extra,
                         **bolt) as env:
             yield Stack(b, env)
+
+
+@contextlib.contextmanager
+def _external(url):
+    b = ext_backends.ExternalNeo4j(url).start()
+    try:
+        yield b
+    finally:
+        b.stop()

@@ -21,6 +21,10 @@ It claims to be the primary of a one-member replica set, so a direct pymongo cli
 every command it receives; received() returns them (bodies as dicts, kind 1 sequences merged),
 so a proxy test can check exactly what was forwarded -- or that nothing was.
 
+mongo_env() with TG_EXT_MONGODB=mongodb://ROOT:PW@HOST:PORT/?replicaSet=rs0 set puts tenantgate
+in front of that server instead (ext_backends.ExternalMongo: a service user made for the env,
+the databases it added dropped at the end); MongoBackend itself is always the test backend.
+
 RawMongo is a bare wire-protocol client (OP_MSG with kind 1 sequences and checksums, OP_QUERY,
 SCRAM-SHA-256 login) for what drivers hide.
 """
@@ -37,6 +41,7 @@ import time
 
 import pytest
 
+import ext_backends
 import tghelpers as h
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -466,7 +471,8 @@ def mongo_env(mongodb=None, listener_extra=None, trace=True, **cfg_extra):
     """Starts the test backend and tenantgate (HS256 tokens, admin port); yields a MongoEnv."""
     from pg_fixture import Tokens
 
-    backend = MongoBackend(trace=trace).start()
+    ext = ext_backends.url("mongodb")
+    backend = (ext_backends.ExternalMongo(ext) if ext else MongoBackend(trace=trace)).start()
     proxy = None
     workdir = tempfile.mkdtemp(prefix="tg-mongo-env-")
     try:

@@ -60,6 +60,7 @@ def test_drivers_connect_with_the_token(st, scheme, auth):
     assert out[1]["records"] == [[1]]
 
 
+@pytest.mark.local_backend("neo4j", "reads the test backend's --log-messages output")
 def test_routing_table_lists_only_tenantgate(st):
     """neo4j:// reads the routing table: every role is tenantgate, no cluster member leaks."""
     c = Client(st.env.port)
@@ -84,6 +85,7 @@ def test_bad_token_is_unauthorized(st):
 # ---- property isolation with real statements -------------------------------------------------
 
 
+@pytest.mark.local_backend("neo4j", "reads the test backend's --log-messages output")
 def test_each_tenant_writes_and_reads_its_own_graph(st):
     st.rows("acme", "CREATE (:Person {name: 'ann', age: 30})")
     st.rows("globex", "CREATE (:Person {name: 'gus', age: 40})")
@@ -123,6 +125,7 @@ def test_managed_transactions(st):
     assert out[1]["results"][0]["records"] == [["rome"]]
 
 
+@pytest.mark.local_backend("neo4j", "reads the test backend's --log-messages output")
 def test_large_result_streams_with_fetch_size(st):
     st.rows("acme", "UNWIND range(1, 5000) AS i CREATE (:Item {n: i})")
     out = st.driver("acme", [{"op": "stream", "query": "MATCH (i:Item) RETURN i.n ORDER BY i.n",
@@ -186,6 +189,7 @@ def test_every_version_end_to_end(st, version):
     assert c.closed()
 
 
+@pytest.mark.local_backend("neo4j", "reads the test backend's --log-messages output")
 def test_pipelined_records_and_local_failures_keep_their_order(st):
     c = Client(st.env.port)
     c.login(st.env.tokens.mint("pipe"))
@@ -259,6 +263,7 @@ def test_hide_tenant_property():
 # ---- database isolation -----------------------------------------------------------------------
 
 
+@pytest.mark.local_backend("neo4j", "a database per tenant: Neo4j Community has only one")
 def test_database_mode_maps_each_tenant_to_its_database():
     with bolt_stack(SCHEMA, isolation="database") as s:
         s.rows("acme", "CREATE (:Person {name: 'ann'})")
@@ -283,6 +288,7 @@ def test_database_mode_maps_each_tenant_to_its_database():
         assert re.search(r"< (RUN|BEGIN) db=neo4j\b", s.b.log()) is None
 
 
+@pytest.mark.local_backend("neo4j", "reads the test backend's --log-messages output")
 def test_label_mode_statements_reach_the_backend_rewritten():
     with bolt_stack(SCHEMA, isolation="label") as s:
         out = s.run("acme", "MATCH (p:Person) RETURN count(p)")

@@ -47,6 +47,7 @@ def assert_standalone(hello, legacy=False):
 # ---- before authentication ------------------------------------------------------------------------
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_preauth_handshake_commands(env):
     before = len(env.backend.received())
     r = RawMongo(env.port)
@@ -119,6 +120,7 @@ def auth_fails_and_closes(env, reply_fn, why):
     assert r.closed(), "a failed authentication closes the connection"
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_bad_tokens_code_18_and_close(env):
     before = len(env.backend.received())
     t = env.tokens
@@ -145,6 +147,7 @@ def test_bad_tokens_code_18_and_close(env):
     assert m and m >= 2
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_plain_login_then_backend_scram(env):
     before = len(env.backend.received())
     r = env.raw("alice")

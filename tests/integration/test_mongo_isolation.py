@@ -100,6 +100,7 @@ def test_filters_stay_scoped(env, b, flt):
     check(env, cnt)
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_server_side_javascript_refused(env, b):
     n = len(env.backend.received())
     for fn in (lambda: list(b.items.find({"$where": "this.secret != null"})),
@@ -242,6 +243,7 @@ def test_out_and_merge_over_as_ids(env, b):
 # ---- cursors, sessions, namespaces ---------------------------------------------------------------
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_guessed_and_stolen_cursor_ids(env):
     a = env.raw("alice")
     first = a.command({"find": "items", "batchSize": 1}, db="app")
@@ -262,6 +264,7 @@ def test_guessed_and_stolen_cursor_ids(env):
     bob.close()
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_reused_lsids_map_per_tenant(env):
     lsid = {"id": Binary(bytes(range(16)), UUID_SUBTYPE)}
     a = env.raw("alice")
@@ -306,6 +309,7 @@ def test_db_tricks(env, db):
         assert not [n for n in names if n.startswith("app_alice") and n != "app_alice"], names
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 @pytest.mark.parametrize("cmd", [
     {"listDatabases": 1}, {"serverStatus": 1}, {"currentOp": 1}, {"killOp": 1, "op": 1},
     {"getLog": "global"}, {"shutdown": 1}, {"dropDatabase": 1}, {"drop": "items"},
@@ -339,6 +343,7 @@ def test_hello_shows_no_topology(env):
     bob.close()
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_reauth_as_another_tenant_resets_state(env):
     r = env.raw("bob")
     lsid = {"id": Binary(bytes(range(100, 116)), UUID_SUBTYPE)}

@@ -44,6 +44,7 @@ def last(env, command):
 # ---- field mode: pymongo ---------------------------------------------------------------------
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_crud_bulk_upsert_field_mode(env):
     a = env.client("alice").crud
     b = env.client("bob").crud
@@ -73,6 +74,7 @@ def test_crud_bulk_upsert_field_mode(env):
     assert a.items.count_documents({}) == 5
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_cursors_span_batches_and_are_per_client(env):
     a = env.client("alice").cur
     a.big.insert_many([{"i": i} for i in range(350)])
@@ -103,6 +105,7 @@ def test_cursors_span_batches_and_are_per_client(env):
     r2.close()
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_aggregations_with_subpipelines(env):
     a = env.client("alice").agg
     b = env.client("bob").agg
@@ -124,6 +127,7 @@ def test_aggregations_with_subpipelines(env):
     assert "tenant_id" in str(pipeline)
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_transactions_pass_lsid_and_txn_number(env):
     c = env.client("alice")
     coll = c.txn.t
@@ -141,6 +145,7 @@ def test_transactions_pass_lsid_and_txn_number(env):
     assert coll.find_one({"_id": 1})["x"] == 1
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_exhaust_cleared_and_checksums(env):
     r = env.raw("alice")
     r.command({"insert": "ck", "documents": [{"_id": i} for i in range(5)]}, db="raw")
@@ -179,6 +184,7 @@ def test_pipelined_denials_keep_request_order(env):
     r.close()
 
 
+@pytest.mark.local_backend("mongodb", "reads what reached the test backend (--trace)")
 def test_database_mode_maps_names(denv):
     a = denv.client("alice")
     b = denv.client("bob")
