@@ -227,9 +227,13 @@ def test_image_builds_with_the_ci_build_script():
     text = _dockerfile()
     stages = re.findall(r"^FROM (\S+)", text, re.M)
     assert stages[0].startswith("debian:12-slim") and stages[-1] == "debian:12-slim"
-    assert re.search(r"^RUN deploy/build\.sh ", text, re.M)
+    run = re.search(r"^RUN deploy/build\.sh \S+ -DCMAKE_BUILD_TYPE=(\w+)", text, re.M)
+    assert run, "the image must build with deploy/build.sh"
     with open(os.path.join(ROOT, "tests", "run.sh")) as f:
-        assert re.search(r"^deploy/build\.sh ", f.read(), re.M)
+        ci = f.read()
+    assert re.search(r"^deploy/build\.sh ", ci, re.M)
+    # the flags CI tests with, so a warning (-Werror) or a miscompile shows up in CI first
+    assert re.search(rf"^\s*type={run.group(1)}$", ci, re.M), run.group(1)
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1].split(":")[0] not in ("0", "root")
     assert '"/usr/local/bin/tenantgate"' in re.findall(r"^ENTRYPOINT (.*)$", text, re.M)[-1]
