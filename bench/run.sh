@@ -4,12 +4,15 @@
 #   bench/run.sh                 full run (a few minutes)
 #   BENCH_QUICK=1 bench/run.sh   smoke test of the harness (tiny durations)
 #   TG_BIN=/path/tenantgate bench/run.sh   benchmark that binary instead of building one
+#   BENCH_KINDS=mongodb,bolt bench/run.sh  only some servers (a partial run)
 #
-# Installs missing Debian packages (as root), builds tenantgate Release in
-# build-bench/, then hands over to bench/bench.py (Debian's /usr/bin/python3),
-# which starts the servers and proxies, runs the workloads and writes
-# bench/results/<stamp>-<host>.{md,csv,png} and bench/results/latest.md.
-# Knobs: see bench/README.md.
+# Installs missing Debian packages (as root) and the Node.js test backends' npm
+# packages (for the mongodb and bolt kinds), builds tenantgate Release in
+# build-bench/ with the MongoDB load generator and the micro-benchmarks, then
+# hands over to bench/bench.py (Debian's /usr/bin/python3), which starts the
+# servers and proxies, runs the workloads and writes
+# bench/results/<stamp>-<host>.{md,csv,png} and bench/results/latest.md
+# (partial runs: bench/results/partial/). Knobs: see bench/README.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,14 +21,21 @@ PY=/usr/bin/python3
 # shellcheck source=../deploy/local/packages.sh
 . "$ROOT/deploy/local/packages.sh"
 
+KINDS=",${BENCH_KINDS:-postgres,redis,mongodb,bolt},"
 BENCH_PACKAGES="python3 procps postgresql postgresql-client redis-server redis-tools haproxy
   pgbouncer nutcracker gnuplot-nox"
+# mongo_loadgen (bench/mongo_loadgen.c) is compiled by bench.py when TG_BIN's folder has none.
+case $KINDS in *,mongodb,*) BENCH_PACKAGES="$BENCH_PACKAGES libmongoc-dev pkg-config gcc" ;; esac
 # shellcheck disable=SC2086
 if [ -n "${TG_BIN:-}" ]; then
     tg_require_packages $BENCH_PACKAGES
 else
     tg_require_packages $TG_BUILD_PACKAGES $BENCH_PACKAGES
 fi
+
+# The MongoDB and Bolt servers are tenantgate's Node.js test backends (npm ci from their lockfiles).
+case $KINDS in *,mongodb,*) tg_require_node_modules "$ROOT/tests/backends/mongodb" ;; esac
+case $KINDS in *,bolt,*) tg_require_node_modules "$ROOT/tests/backends/bolt" ;; esac
 
 if [ -n "${TG_BIN:-}" ]; then
     [ -x "$TG_BIN" ] || { echo "bench: TG_BIN=$TG_BIN is not an executable" >&2; exit 2; }
@@ -34,7 +44,11 @@ else
     BUILD="${BENCH_BUILD_DIR:-$ROOT/build-bench}"
     echo "bench: building tenantgate (Release) in $BUILD" >&2
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTG_TESTS=OFF >/dev/null
-    cmake --build "$BUILD" -j"$(nproc)" --target tenantgate >/dev/null
+    targets="tenantgate"
+    case $KINDS in *,mongodb,*) targets="$targets mongo_loadgen mongo_scope_bench" ;; esac
+    case $KINDS in *,bolt,*) targets="$targets cypher_bench" ;; esac
+    # shellcheck disable=SC2086
+    cmake --build "$BUILD" -j"$(nproc)" --target $targets >/dev/null
     TG_BIN="$BUILD/tenantgate"
     TG_BUILD_DESC="Release build"
 fi

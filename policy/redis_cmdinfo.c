@@ -365,7 +365,7 @@ static int read_subcommands(walk *w, const char *parent, size_t parent_len, uint
  */
 static int read_command(walk *w, const char *parent, size_t parent_len, uint32_t pos)
 {
-    uint64_t n;
+    uint64_t n = 0; /* set by open_list; 0 keeps -O3 from seeing it unset */
     if (open_list(w, &n, "command") < 0)
         return w->err;
     if (n < 10)

@@ -1791,8 +1791,8 @@ static tg_sql_verdict_kind cache_serve(tg_sql_cache *c, uint32_t i, tg_sql_verdi
  * which ignores literal values (the same one pg_stat_statements-like tools
  * use), so an audit line never lets a reader brute-force a short literal
  * back out of its hash. Text that does not parse gets XXH3 seeded with the
- * guard's per-process secret identity instead: stable within this process
- * for correlating lines, useless for an offline guess.
+ * per-process secret instead: the same for every guard of this process, for
+ * correlating lines, useless for an offline guess.
  */
 static uint64_t audit_fingerprint(const tg_sql_guard *g, const char *sql, size_t len)
 {
@@ -1810,7 +1810,8 @@ static uint64_t audit_fingerprint(const tg_sql_guard *g, const char *sql, size_t
         if (text != stack)
             free(text);
     }
-    return have ? fp : XXH3_64bits_withSeed(sql, len, g->identity ^ AUDIT_SEED_SALT);
+    (void)g; /* the secret is per process (g_secret, set up by tg_sql_guard_new), not per guard */
+    return have ? fp : XXH3_64bits_withSeed(sql, len, g_secret ^ AUDIT_SEED_SALT);
 }
 
 static tg_sql_verdict_kind finish_check(const tg_sql_guard *g, const char *sql, size_t len,

@@ -1197,6 +1197,7 @@ typedef enum {
     NAMES_ANY,     /* any non-empty string (database names) */
     NAMES_SETTING, /* a setting name: identifier segments joined by dots */
     NAMES_OBJECT,  /* a function or relation: name or schema.name */
+    NAMES_CYPHER,  /* a Cypher procedure or function: ns.name, or a namespace as ns.* */
 } names_kind;
 
 /* True when s is a PostgreSQL identifier (or schema.identifier when max_dots is 1), every
@@ -1217,6 +1218,41 @@ static bool pg_name_valid(const char *s, int max_dots)
         }
     }
     return max_dots < 0 || dots <= max_dots;
+}
+
+/* True when s is a Cypher procedure or function name (ns.name, dotted identifiers), or a
+ * namespace given as "ns.*"; at most 255 bytes. */
+static bool cypher_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255) {
+        return false;
+    }
+    if (n > 2 && strcmp(s + n - 2, ".*") == 0) {
+        char buf[256];
+        memcpy(buf, s, n - 2);
+        buf[n - 2] = 0;
+        return dotted_ident(buf, 0);
+    }
+    return dotted_ident(s, 0);
+}
+
+/* True when s can name a Neo4j database: 1-63 ASCII letters, digits, dots and dashes, starting
+ * with a letter. */
+static bool neo4j_db_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z'))) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-')) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /*
@@ -1257,6 +1293,11 @@ static void field_names(walker *w, const node *m, const char *key, names_kind ki
             fail(w, v->items[i]->line,
                  "must be a name or schema.name such as pg_read_file or "
                  "pg_catalog.pg_stat_activity");
+        }
+        if (!w->failed && kind == NAMES_CYPHER && !cypher_name_valid((*out)[i])) {
+            fail(w, v->items[i]->line,
+                 "must be a name such as db.labels or a namespace such as apoc.text.* "
+                 "(letters, digits and _, joined by dots)");
         }
         path_restore(w, saved);
     }
@@ -1435,9 +1476,47 @@ static void parse_redis(walker *w, const node *m, tg_listener_config *l)
     }
 }
 
+/*
+ * Database isolation maps a client database through the template: {db} and
+ * {tenant} once each with something between them (without a separator "ab"
+ * + "c" and "a" + "bc" meet), every other character one a database name may
+ * hold. (policy/mongo_scope.c also refuses, per name, a mapping another tenant
+ * could reach too.)
+ */
+static void check_db_template(walker *w, const node *m, const char *t)
+{
+    const char *db = strstr(t, "{db}"), *tn = strstr(t, "{tenant}");
+    if (!db || !tn || strstr(db + 1, "{db}") || strstr(tn + 1, "{tenant}")) {
+        fail_key(w, m, "database_template",
+                 "must contain {db} and {tenant} exactly once each with isolation: database");
+        return;
+    }
+    if ((db < tn && db + 4 == tn) || (tn < db && tn + 8 == db)) {
+        fail_key(w, m, "database_template",
+                 "needs a separator between {db} and {tenant}, e.g. {db}_{tenant}");
+        return;
+    }
+    for (const char *p = t; *p; p++) {
+        if (p == db) {
+            p += 3;
+            continue;
+        }
+        if (p == tn) {
+            p += 7;
+            continue;
+        }
+        unsigned char c = (unsigned char)*p;
+        if (c <= 0x20 || c == 0x7f || strchr("/\\. \"$*<>:|?{}", c)) {
+            fail_key(w, m, "database_template", "holds a character a database name cannot hold");
+            return;
+        }
+    }
+}
+
 static void parse_mongodb(walker *w, const node *m, tg_mongodb_config *mg)
 {
-    static const char *const keys[] = {"isolation", "tenant_field", "database_template", NULL};
+    static const char *const keys[] = {"isolation",  "tenant_field",         "database_template",
+                                       "allow_drop", "allow_change_streams", NULL};
     if (!check_map(w, m, keys)) {
         return;
     }
@@ -1450,12 +1529,31 @@ static void parse_mongodb(walker *w, const node *m, tg_mongodb_config *mg)
     }
     field_string(w, m, "database_template", &mg->database_template);
     check_tenant_template(w, m, "database_template", mg->database_template);
+    if (!w->failed && mg->isolation == TG_MONGO_ISOLATION_DATABASE &&
+        map_get(m, "database_template")) {
+        check_db_template(w, m, mg->database_template);
+    }
+    field_bool(w, m, "allow_drop", &mg->allow_drop);
+    if (!w->failed && mg->allow_drop && mg->isolation != TG_MONGO_ISOLATION_DATABASE) {
+        fail_key(w, m, "allow_drop",
+                 "only valid with isolation: database (in field isolation a collection holds "
+                 "every tenant's documents)");
+    }
+    field_bool(w, m, "allow_change_streams", &mg->allow_change_streams);
 }
 
 static void parse_bolt(walker *w, const node *m, tg_bolt_config *b)
 {
-    static const char *const keys[] = {"isolation", "tenant_property", "label_template",
-                                       "database_template", NULL};
+    static const char *const keys[] = {"isolation",
+                                       "tenant_property",
+                                       "label_template",
+                                       "database_template",
+                                       "advertised_address",
+                                       "database",
+                                       "allow_procedures",
+                                       "allow_functions",
+                                       "hide_tenant_property",
+                                       NULL};
     if (!check_map(w, m, keys)) {
         return;
     }
@@ -1473,6 +1571,25 @@ static void parse_bolt(walker *w, const node *m, tg_bolt_config *b)
     check_tenant_template(w, m, "label_template", b->label_template);
     field_string(w, m, "database_template", &b->database_template);
     check_tenant_template(w, m, "database_template", b->database_template);
+    if (!w->failed && strstr(b->database_template, "{db}")) {
+        fail_key(w, m, "database_template",
+                 "only {tenant} is substituted (one database per tenant), not {db}");
+    }
+    field_address(w, m, "advertised_address", &b->advertised_address);
+    field_string(w, m, "database", &b->database);
+    if (!w->failed && map_get(m, "database") && !neo4j_db_name_valid(b->database)) {
+        fail_key(w, m, "database",
+                 "must be a database name such as neo4j (letters, digits, dots and dashes, "
+                 "starting with a letter, at most 63)");
+    }
+    field_names(w, m, "allow_procedures", NAMES_CYPHER, NULL, &b->allow_procedures,
+                &b->n_allow_procedures);
+    field_names(w, m, "allow_functions", NAMES_CYPHER, NULL, &b->allow_functions,
+                &b->n_allow_functions);
+    field_bool(w, m, "hide_tenant_property", &b->hide_tenant_property);
+    if (!w->failed && b->hide_tenant_property && b->isolation != TG_BOLT_ISOLATION_PROPERTY) {
+        fail_key(w, m, "hide_tenant_property", "only used with isolation: property");
+    }
 }
 
 static void listener_defaults(walker *w, tg_listener_config *l)
@@ -1492,6 +1609,7 @@ static void listener_defaults(walker *w, tg_listener_config *l)
     set_str(w, &l->bolt.tenant_property, "tenant_id");
     set_str(w, &l->bolt.label_template, "Tenant_{tenant}");
     set_str(w, &l->bolt.database_template, "tenant-{tenant}");
+    set_str(w, &l->bolt.database, "neo4j");
 }
 
 /* True when name matches ^[a-z0-9][a-z0-9_-]{0,31}$. */
@@ -2032,6 +2150,10 @@ void tg_config_free(tg_config *cfg)
         free(l->bolt.tenant_property);
         free(l->bolt.label_template);
         free(l->bolt.database_template);
+        free(l->bolt.advertised_address);
+        free(l->bolt.database);
+        free_names(l->bolt.allow_procedures);
+        free_names(l->bolt.allow_functions);
     }
     free(cfg->listeners);
     secret_free(&cfg->jwt.hs256_secret);

@@ -126,7 +126,12 @@ typedef enum { TG_MONGO_ISOLATION_FIELD, TG_MONGO_ISOLATION_DATABASE } tg_mongo_
 typedef struct tg_mongodb_config {
     tg_mongo_isolation isolation; /* default field */
     char *tenant_field;           /* default "tenant_id" */
-    char *database_template;      /* default "{db}_{tenant}" */
+    char *database_template;      /* default "{db}_{tenant}"; database isolation: {db} and
+                                     {tenant} once each, a separator between them */
+    bool allow_drop;              /* database isolation only: drop, dropDatabase,
+                                     renameCollection; default false */
+    bool allow_change_streams;    /* $changeStream (field isolation: the tenant's documents'
+                                     events only); default false */
 } tg_mongodb_config;
 
 typedef enum {
@@ -140,6 +145,16 @@ typedef struct tg_bolt_config {
     char *tenant_property;       /* default "tenant_id" */
     char *label_template;        /* default "Tenant_{tenant}" */
     char *database_template;     /* default "tenant-{tenant}" */
+    /* The address ROUTE answers list (host:port); NULL: the listen address. */
+    char *advertised_address;
+    /* The database clients name (default "neo4j"): the only one in property and label modes;
+     * in database mode the client-side name that maps to the tenant's database. */
+    char *database;
+    char **allow_procedures; /* procedures clients may CALL ("name" or "prefix.*"); NULL = none */
+    size_t n_allow_procedures;
+    char **allow_functions; /* namespaced functions clients may call (same forms); NULL = none */
+    size_t n_allow_functions;
+    bool hide_tenant_property; /* property mode: drop tenant_property from returned nodes */
 } tg_bolt_config;
 
 typedef struct tg_timeouts_config {

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "proxy/error.h"
+#include "protocols/mongodb/session.h"
+#include "protocols/bolt/session.h"
 #include "protocols/postgres/session.h"
 #include "protocols/redis/session.h"
 #include "protocols/tcp/session.h"
@@ -53,8 +55,12 @@ const tg_protocol_ops *tg_runtime_protocol_ops(tg_protocol p)
         return &tg_pg_protocol;
     case TG_PROTO_REDIS:
         return &tg_redis_protocol;
+    case TG_PROTO_MONGODB:
+        return &tg_mongo_protocol;
+    case TG_PROTO_BOLT:
+        return &tg_bolt_protocol;
     default:
-        return NULL; /* mongodb, bolt: not implemented yet */
+        return NULL;
     }
 }
 

@@ -233,6 +233,7 @@ void tg_worker_join(tg_worker *w)
     w->rt = NULL;
     tg_jwt_cache_free(w->jwt_cache);
     tg_sql_cache_free(w->sql_cache);
+    tg_cypher_cache_free(w->cypher_cache);
     tg_chunk_pool_destroy(&w->pool);
     uv_loop_close(&w->loop);
     uv_mutex_destroy(&w->mailbox_lock);

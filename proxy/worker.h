@@ -24,6 +24,7 @@
 #include "proxy/listener.h"
 #include "proxy/metrics.h"
 #include "proxy/registry.h"
+#include "policy/cypher_cache.h"
 #include "policy/sql_guard.h"
 #include "proxy/runtime.h"
 
@@ -55,7 +56,8 @@ typedef struct tg_worker {
     uint32_t n_conns;
     tg_chunk_pool pool;
     tg_jwt_cache *jwt_cache;
-    tg_sql_cache *sql_cache; /* PostgreSQL guard verdicts; created by the first pg session */
+    tg_sql_cache *sql_cache;       /* PostgreSQL guard verdicts; created by the first pg session */
+    tg_cypher_cache *cypher_cache; /* Bolt: rewritten Cypher; created by the first bolt session */
     tg_metrics *metrics;
     tg_registry *registry; /* tenants.registry's client on this loop; NULL: none */
     bool draining;

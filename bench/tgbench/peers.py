@@ -12,6 +12,13 @@ TENANTGATE_LISTENERS.
     loadgen --> haproxy (mode tcp) ------------------> server
     loadgen --> pgbouncer (session pooling) ---------> PostgreSQL
     loadgen --> nutcracker (redis pool, 1 server) ---> redis-server
+    loadgen --> tenantgate-pg / -redis / -mongo / -bolt (protocol listeners, a tenant's JWT)
+        --> the server as the service user
+
+The MongoDB and Bolt load generators reach the server unproxied on `direct` and
+`tenantgate-tcp`; there they send the commands already scoped to the bench tenant,
+as tenantgate's field / property isolation would forward them (`self_scope` in the
+Target's extra), so the server does the same work on every path.
 """
 
 import json
@@ -52,6 +59,22 @@ def _version(argv):
 
 # ---- tenantgate ---------------------------------------------------------------
 
+# The tenant of the bench's JWT, and the field / property tenantgate scopes MongoDB and
+# Bolt with (also what the unproxied paths scope their own commands with).
+BENCH_TENANT = "bench"
+BENCH_TENANT_FIELD = "tenant_id"
+SELF_SCOPED_KINDS = ("mongodb", "bolt")
+
+
+def unproxied_fields(ctx, kind):
+    """Target fields for a path that reaches the server unproxied (direct, a TCP relay): the
+    server's service credentials, and for MongoDB and Bolt the scope the load generator adds
+    itself."""
+    fields = servers.credentials(ctx.servers[kind]) if kind in ctx.servers else {}
+    if kind in SELF_SCOPED_KINDS:
+        fields["extra"] = {"self_scope": "%s=%s" % (BENCH_TENANT_FIELD, BENCH_TENANT)}
+    return fields
+
 
 def tcp_listener(ctx, kind, backend, port):
     """A `protocol: tcp` passthrough listener (no isolation) in front of `backend`."""
@@ -62,7 +85,7 @@ def tcp_listener(ctx, kind, backend, port):
         "backend": {"address": "%s:%d" % backend},
         "unsafe_passthrough": True,
     }
-    return listener, {}
+    return listener, unproxied_fields(ctx, kind)
 
 
 # (target name, kind, listener factory). The factory is called as
@@ -77,7 +100,7 @@ def _dev_token(ctx):
         _write(secret, os.urandom(32).hex() + "\n")
         ctx.tenantgate_top["auth"] = {"jwt": {"algorithms": ["HS256"], "hs256_secret_file": secret}}
         r = subprocess.run([ctx.opts.tg_bin, "token", "--hs256-secret-file", secret,
-                            "--tenant", "bench", "--ttl", "6h"],
+                            "--tenant", BENCH_TENANT, "--ttl", "6h"],
                            capture_output=True, text=True, timeout=10, check=True)
         ctx.bench_token = r.stdout.strip()
     return ctx.bench_token
@@ -108,11 +131,53 @@ def redis_listener(ctx, kind, backend, port):
     return listener, {"password": _dev_token(ctx)}
 
 
+def _secret_file(ctx, name, value):
+    path = os.path.join(ctx.tmp, name)
+    _write(path, value + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def mongo_listener(ctx, kind, backend, port):
+    """`protocol: mongodb`, field isolation: the JWT is the PLAIN password ($external); the
+    listener logs in to the test backend with SCRAM-SHA-256 as its service user."""
+    srv = ctx.servers[kind]
+    listener = {
+        "name": "bench-mongo",
+        "protocol": "mongodb",
+        "listen": "127.0.0.1:%d" % port,
+        "backend": {"address": "%s:%d" % backend, "user": srv.user,
+                    "password_file": _secret_file(ctx, "mongo-password", srv.password),
+                    "auth_db": "admin"},
+        "mongodb": {"isolation": "field", "tenant_field": BENCH_TENANT_FIELD},
+    }
+    return listener, {"user": BENCH_TENANT, "password": _dev_token(ctx), "extra": {"auth": "jwt"}}
+
+
+def bolt_listener(ctx, kind, backend, port):
+    """`protocol: bolt`, property isolation: the JWT is the bearer token; the listener logs in
+    to the test backend with basic auth as its service user."""
+    srv = ctx.servers[kind]
+    listener = {
+        "name": "bench-bolt",
+        "protocol": "bolt",
+        "listen": "127.0.0.1:%d" % port,
+        "backend": {"address": "%s:%d" % backend, "user": srv.user,
+                    "password_file": _secret_file(ctx, "bolt-password", srv.password)},
+        "bolt": {"isolation": "property", "tenant_property": BENCH_TENANT_FIELD},
+    }
+    return listener, {"password": _dev_token(ctx), "extra": {"auth": "jwt"}}
+
+
 TENANTGATE_LISTENERS = [
     ("tenantgate-tcp", "postgres", tcp_listener),
     ("tenantgate-tcp", "redis", tcp_listener),
     ("tenantgate-pg", "postgres", pg_listener),
     ("tenantgate-redis", "redis", redis_listener),
+    ("tenantgate-tcp", "mongodb", tcp_listener),
+    ("tenantgate-mongo", "mongodb", mongo_listener),
+    ("tenantgate-tcp", "bolt", tcp_listener),
+    ("tenantgate-bolt", "bolt", bolt_listener),
 ]
 
 
@@ -143,7 +208,7 @@ def start_tenantgate(ctx, name, listeners, max_connections=None, top=None):
 
 class Tenantgate:
     name = "tenantgate"
-    kinds = ("postgres", "redis")
+    kinds = ("postgres", "redis", "mongodb", "bolt")
 
     def version(self, opts):
         return _version([opts.tg_bin, "--version"])

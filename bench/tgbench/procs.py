@@ -126,6 +126,26 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def cpu_ns(pid):
+    """On-CPU time of the process's live threads in ns (sum of /proc/PID/task/*/schedstat), or
+    None where the kernel has no schedstat. Nanosecond resolution, where cpu_ticks() has 10 ms:
+    for runs too short to count ticks (a few thousand operations on a slow test server)."""
+    total = 0
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            continue  # the thread exited in between
+        except (OSError, ValueError, IndexError):
+            return None
+    return total
+
+
 def rss_bytes(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:

@@ -14,7 +14,13 @@ CSV_FIELDS = ["timestamp", "host", "section", "workload", "kind", "target", "uni
               "reps", "throughput", "ratio_vs_direct", "latency_ms", "latency_kind",
               "added_latency_us", "proxy_cpu_us_per_req", "requests", "proxy_cpu_s",
               "loadavg", "idle_connections", "rss_before", "rss_after", "bytes_per_conn",
-              "error"]
+              "error", "mean_ms", "p99_ms", "added_mean_us", "added_p99_us", "paired",
+              "baseline_mean_ms", "baseline_p50_ms", "baseline_p99_ms", "micro_us",
+              "micro_us_cached"]
+
+# Kinds whose load generators time every operation (mean, p50, p99) against a slow
+# single-threaded test backend: their own "added latency" section.
+PER_OP_KINDS = ("mongodb", "bolt")
 
 
 def _num(v, fmt="{:,.0f}"):
@@ -41,7 +47,7 @@ def _workloads_in_order(results):
     return seen
 
 
-def markdown(header, results, idle_rows, idle_note, png_name):
+def markdown(header, results, idle_rows, idle_note, png_name, micros=()):
     L = []
     L.append("# tenantgate benchmark — %s on %s" % (header["timestamp"], header["host"]))
     L.append("")
@@ -63,6 +69,8 @@ def markdown(header, results, idle_rows, idle_note, png_name):
         L.append("")
     else:
         _workload_tables(L, results, targets)
+        _per_op_table(L, results)
+    _micro_sections(L, micros)
     _idle_table(L, idle_rows, idle_note)
     if png_name:
         L.append("![throughput vs direct](%s)" % png_name)
@@ -119,6 +127,76 @@ def _workload_tables(L, results, targets):
         L.append("")
 
 
+def _us(v):
+    return "—" if v is None else "%+.0f" % v
+
+
+def _ms(v):
+    return "—" if v is None else "%.3f" % v
+
+
+def _per_op_table(L, results):
+    rows = [r for r in results if r["kind"] in PER_OP_KINDS]
+    if not rows:
+        return
+    L.append("## MongoDB and Bolt: added latency and proxy CPU per operation")
+    L.append("")
+    L.append("The servers here are tenantgate's Node.js test backends (MongoDB's and Neo4j's "
+             "servers cannot be installed on this machine): single-threaded, in memory, many "
+             "times slower than the real servers, so their throughput and absolute latencies "
+             "say nothing about MongoDB or Neo4j, and a throughput ratio mostly restates the "
+             "latency ratio. The meaningful figures are the **added latency** per operation "
+             "(the proxy's own time in the round trip) and the **proxy CPU per operation**.")
+    L.append("")
+    L.append("How: every operation is timed by the load generator (one connection per client, "
+             "operations back to back). A proxied run is *paired*: each client alternates its "
+             "operations between the proxy and a direct connection, so both are timed under "
+             "the same load of the machine; *added* is the proxied figure minus the direct one "
+             "of the same run, and the `direct` rows are the medians of those direct "
+             "operations (no run of their own). `direct` and `tenantgate-tcp` send the commands already scoped to the "
+             "tenant (as tenantgate forwards them), so the server does the same work on every "
+             "path. Proxy CPU counts the operations only (logins excluded), from the proxy's "
+             "per-thread schedstat (ns). Paired ops/s is clients / mean latency.")
+    L.append("")
+    L.append("| workload | target | mean (ms) | p50 (ms) | p99 (ms) | direct p50, same run (ms) "
+             "| added mean (µs) | added p50 (µs) | added p99 (µs) | proxy CPU (µs/op) | ops/s "
+             "| runs | load avg | notes |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        cpu = "—" if r["proxy_cpu_us_per_req"] is None else "%.1f" % r["proxy_cpu_us_per_req"]
+        notes = r["error"] and ("**error:** " + r["error"]) or r.get("notes", "")
+        direct = r["target"] == "direct"
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %.1f | %s |" % (
+            r["workload"], r["target"], _ms(r["mean_ms"]), _ms(r["latency_ms"]),
+            _ms(r["p99_ms"]), "—" if direct else _ms(r.get("baseline_p50_ms")),
+            "—" if direct else _us(r["added_mean_us"]),
+            "—" if direct else _us(r["added_latency_us"]),
+            "—" if direct else _us(r["added_p99_us"]), cpu, _num(r["throughput"]), r["reps"],
+            r["loadavg"], notes.replace("|", "/")))
+    L.append("")
+
+
+def _micro_sections(L, micros):
+    if not micros:
+        return
+    L.append("## Micro-benchmarks: rewrite cost per command")
+    L.append("")
+    L.append("Single-threaded, the thread's CPU time per call, built with the project "
+             "(`build/<tool> [seconds per measurement]`); run between the load runs.")
+    L.append("")
+    for m in micros:
+        L.append("### %s" % m["title"])
+        L.append("")
+        L.append("`%s` — %s." % (m["tool"], m["goal"]))
+        L.append("")
+        if m["note"]:
+            L.append("Note: " + m["note"] + ".")
+            L.append("")
+        if m["text"]:
+            L.append(m["text"])
+            L.append("")
+
+
 def _idle_table(L, idle_rows, idle_note):
     if idle_rows:
         L.append("## Idle memory per connection")
@@ -161,7 +239,7 @@ def comparisons(results):
     return out
 
 
-def write_csv(path, header, results, idle_rows):
+def write_csv(path, header, results, idle_rows, micros=()):
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
@@ -176,6 +254,12 @@ def write_csv(path, header, results, idle_rows):
                         "idle_connections": r["connections"], "rss_before": r["rss_before"],
                         "rss_after": r["rss_after"], "bytes_per_conn": r["bytes_per_conn"],
                         "error": r["error"] or ""})
+        for m in micros:
+            for r in m["rows"]:
+                w.writerow({"timestamp": header["timestamp"], "host": header["host"],
+                            "section": "micro", "workload": r["case"], "kind": m["kind"],
+                            "target": m["tool"], "unit": "us", "micro_us": r["us"],
+                            "micro_us_cached": r["us_cached"]})
 
 
 def plot(path, header, results, tmpdir):
@@ -216,7 +300,9 @@ def plot(path, header, results, tmpdir):
         panels.append((kind, dat, targets))
     if not panels:
         return "nothing to plot"
-    title = {"postgres": "PostgreSQL (pgbench)", "redis": "Redis (redis-benchmark)"}
+    title = {"postgres": "PostgreSQL (pgbench)", "redis": "Redis (redis-benchmark)",
+             "mongodb": "MongoDB test backend (libmongoc; Node.js server: see latency table)",
+             "bolt": "Bolt test backend (neo4j-driver; Node.js server: see latency table)"}
     script = [
         'set terminal pngcairo size 1200,%d font "sans,10"' % (420 * len(panels)),
         "set output '%s'" % path,

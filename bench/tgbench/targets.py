@@ -10,20 +10,24 @@ runs are sequential, so the CPU delta of one run belongs to that run).
 from dataclasses import dataclass, field
 from typing import Optional
 
-KINDS = ("postgres", "redis")
+KINDS = ("postgres", "redis", "mongodb", "bolt")
 
 
 @dataclass
 class Target:
     name: str  # row label, e.g. "direct", "tenantgate-tcp", "haproxy"
-    kind: str  # "postgres" | "redis"
+    kind: str  # "postgres" | "redis" | "mongodb" | "bolt"
     host: str
     port: int
     pid: Optional[int] = None  # proxy process charged with CPU; None for direct
     proc: object = None  # procs.Proc of the proxy, to check it is still alive
     # Client credentials. PostgreSQL: user/password (PGPASSWORD)/dbname.
-    # Redis: password (AUTH) and optional ACL user. A tenantgate protocol
-    # listener puts the tenant's JWT in `password`.
+    # Redis: password (AUTH) and optional ACL user. MongoDB: user/password,
+    # SCRAM-SHA-256 on admin, or PLAIN on $external when extra["auth"] is "jwt".
+    # Bolt: basic user/password, or the bearer token in `password` when
+    # extra["auth"] is "jwt". A tenantgate protocol listener puts the tenant's
+    # JWT in `password`. extra["self_scope"] ("field=tenant"): the MongoDB and
+    # Bolt load generators scope their own commands (the path has no tenantgate).
     user: Optional[str] = None
     password: Optional[str] = None
     dbname: Optional[str] = None

@@ -55,6 +55,7 @@ class BoltBackend:
     def __init__(self, proc, port, user, password, log_path):
         self.proc, self.port, self.user, self.password = proc, port, user, password
         self.log_path = log_path
+        self.host = "127.0.0.1"
 
     def uri(self, scheme="bolt"):
         return f"{scheme}://127.0.0.1:{self.port}"

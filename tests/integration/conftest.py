@@ -18,6 +18,7 @@ import shutil
 
 import pytest
 
+import ext_backends
 import tghelpers as h
 
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -92,3 +93,19 @@ def openssl():
     if not exe:
         pytest.skip("the openssl command-line tool is not installed")
     return exe
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "local_backend(kind, reason): needs the local throwaway/test backend of "
+        "kind (postgres, redis, mongodb, neo4j); skipped when TG_EXT_<KIND> is set")
+
+
+def pytest_collection_modifyitems(items):
+    """Skips tests marked local_backend(kind, reason) when kind's server is external."""
+    for item in items:
+        for m in item.iter_markers("local_backend"):
+            kind, reason = m.args
+            if ext_backends.active(kind):
+                item.add_marker(pytest.mark.skip(
+                    reason=f"{ext_backends.VARS[kind]} is set: {reason}"))

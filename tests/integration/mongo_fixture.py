@@ -21,10 +21,15 @@ It claims to be the primary of a one-member replica set, so a direct pymongo cli
 every command it receives; received() returns them (bodies as dicts, kind 1 sequences merged),
 so a proxy test can check exactly what was forwarded -- or that nothing was.
 
+mongo_env() with TG_EXT_MONGODB=mongodb://ROOT:PW@HOST:PORT/?replicaSet=rs0 set puts tenantgate
+in front of that server instead (ext_backends.ExternalMongo: a service user made for the env,
+the databases it added dropped at the end); MongoBackend itself is always the test backend.
+
 RawMongo is a bare wire-protocol client (OP_MSG with kind 1 sequences and checksums, OP_QUERY,
 SCRAM-SHA-256 login) for what drivers hide.
 """
 
+import contextlib
 import os
 import secrets
 import select
@@ -36,6 +41,7 @@ import time
 
 import pytest
 
+import ext_backends
 import tghelpers as h
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -383,3 +389,125 @@ class RawMongo:
             assert bytes(r2["payload"]).decode() == f"v={want}", "server signature"
             assert r2["done"] is True
         return r2
+
+
+# ---- tenantgate in front of the test backend -------------------------------------------------------
+
+
+class MongoEnv:
+    """tenantgate (`protocol: mongodb`) in front of a MongoBackend; see mongo_env()."""
+
+    def __init__(self, backend, proxy, port, tokens, admin_port):
+        self.backend, self.proxy, self.port = backend, proxy, port
+        self.tokens, self.admin_port = tokens, admin_port
+        self.clients = []
+
+    def close_clients(self):
+        """Closes the pymongo clients made here (while tenantgate still answers their endSessions)."""
+        for c in self.clients:
+            try:
+                c.close()
+            except Exception:
+                pass
+        self.clients = []
+
+    def uri(self, tenant=None, token=None, db="app", **options):
+        token = token or self.tokens.mint(tenant)
+        opts = {"authMechanism": "PLAIN", "authSource": "$external"}
+        opts.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items()})
+        q = "&".join(f"{k}={v}" for k, v in opts.items())
+        return f"mongodb://{tenant or 'tenant'}:{token}@127.0.0.1:{self.port}/{db}?{q}"
+
+    def client(self, tenant=None, token=None, **kw):
+        """pymongo through tenantgate, PLAIN on $external with the tenant's JWT."""
+        import pymongo
+
+        token = token or self.tokens.mint(tenant)
+        args = dict(host="127.0.0.1", port=self.port, username=tenant or "tenant", password=token,
+                    authSource="$external", authMechanism="PLAIN",
+                    serverSelectionTimeoutMS=int(h.scaled(10) * 1000),
+                    socketTimeoutMS=int(h.scaled(30) * 1000))
+        args.update(kw)
+        c = pymongo.MongoClient(**args)
+        self.clients.append(c)
+        return c
+
+    def direct(self):
+        """pymongo straight to the backend as the service user (sees every tenant's data)."""
+        return self.backend.client()
+
+    def raw(self, tenant=None, token=None):
+        """A RawMongo to tenantgate; authenticated with PLAIN when tenant or token is given."""
+        r = RawMongo(self.port)
+        if tenant is not None or token is not None:
+            reply = r.plain(token or self.tokens.mint(tenant))
+            assert reply["ok"] == 1, reply
+        return r
+
+
+def _raw_plain(self, token, user="tenant", db="$external"):
+    """saslStart PLAIN (password = token); returns the reply."""
+    import bson
+
+    payload = b"\x00" + user.encode() + b"\x00" + token.encode()
+    return self.command({"saslStart": 1, "mechanism": "PLAIN", "payload": bson.Binary(payload),
+                         "autoAuthorize": 1}, db=db)
+
+
+def _raw_oidc(self, token, db="$external"):
+    """saslStart MONGODB-OIDC with {jwt: token}; returns the reply."""
+    import bson
+
+    return self.command({"saslStart": 1, "mechanism": "MONGODB-OIDC",
+                         "payload": bson.Binary(bson.encode({"jwt": token}))}, db=db)
+
+
+RawMongo.plain = _raw_plain
+RawMongo.oidc = _raw_oidc
+
+
+@contextlib.contextmanager
+def mongo_env(mongodb=None, listener_extra=None, trace=True, **cfg_extra):
+    """Starts the test backend and tenantgate (HS256 tokens, admin port); yields a MongoEnv."""
+    from pg_fixture import Tokens
+
+    ext = ext_backends.url("mongodb")
+    backend = (ext_backends.ExternalMongo(ext) if ext else MongoBackend(trace=trace)).start()
+    proxy = None
+    workdir = tempfile.mkdtemp(prefix="tg-mongo-env-")
+    try:
+        secret = secrets.token_hex(32)
+        jwt_file = os.path.join(workdir, "jwt-secret")
+        pw_file = os.path.join(workdir, "mongo-password")
+        with open(jwt_file, "w") as f:
+            f.write(secret + "\n")
+        with open(pw_file, "w") as f:
+            f.write(backend.password + "\n")
+        port, admin_port = h.free_port(), h.free_port()
+        listener = {"name": "mongo", "protocol": "mongodb", "listen": f"127.0.0.1:{port}",
+                    "backend": {"address": backend.address, "user": backend.user,
+                                "password_file": pw_file, "auth_db": "admin"},
+                    "mongodb": mongodb or {"isolation": "field", "tenant_field": "tenant_id"}}
+        listener.update(listener_extra or {})
+        cfg = h.base_config([listener], admin_port=admin_port,
+                            auth={"jwt": {"algorithms": ["HS256"], "hs256_secret_file": jwt_file,
+                                          "leeway_s": 0}},
+                            **cfg_extra)
+        proxy = h.Proxy(workdir, cfg, name="tg").start()
+        env = MongoEnv(backend, proxy, port, Tokens(secret), admin_port)
+        try:
+            yield env
+        finally:
+            env.close_clients()
+    finally:
+        try:
+            if proxy is not None:
+                if proxy.rc is None:
+                    proxy.stop()
+                else:
+                    proxy.check_sanitizers()
+        finally:
+            if proxy is not None:
+                proxy.kill()
+            backend.stop()
+            shutil.rmtree(workdir, ignore_errors=True)

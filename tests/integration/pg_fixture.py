@@ -16,7 +16,9 @@
                  message reading with a deadline. For what libpq hides (SQLSTATEs of
                  FATALs, pipelined replies, fast-path calls).
 
-Only 127.0.0.1; every wait is bounded.
+Only 127.0.0.1; every wait is bounded. With TG_EXT_POSTGRES set, PgServer is that server
+(pgserver.py, ext_backends.py): setup_schema creates role and database `app` there (and
+refuses if either exists already) and stop() drops them again.
 """
 
 import base64
@@ -56,12 +58,13 @@ class PgServer(pgserver.PgServer):
 
     @property
     def address(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def superuser_conn(self, dbname="app", autocommit=True):
-        """A psycopg connection as the superuser over the unix socket (trust)."""
-        return psycopg.connect(host=self.sockdir, port=self.port, user=self.superuser,
-                               dbname=dbname, autocommit=autocommit, connect_timeout=10)
+        """A psycopg connection as the superuser over the unix socket (trust), or TCP with
+        the password to an external server."""
+        return psycopg.connect(**self.admin_params(), dbname=dbname, autocommit=autocommit,
+                               connect_timeout=10)
 
     def su_query(self, sql, params=None, dbname="app"):
         with self.superuser_conn(dbname=dbname) as c:
@@ -90,6 +93,12 @@ GRANT ALL PRIVILEGES ON copy_sink TO app;
 def setup_schema(pg):
     """Role app, database app, the RLS-protected documents table (idempotent per cluster)."""
     with pg.superuser_conn(dbname="postgres") as c:
+        if pg.external and (
+                c.execute("SELECT 1 FROM pg_roles WHERE rolname = 'app'").fetchone() or
+                c.execute("SELECT 1 FROM pg_database WHERE datname = 'app'").fetchone()):
+            raise AssertionError("TG_EXT_POSTGRES: role or database `app` exists already; the "
+                                 "suites create both and drop them after, so they will not use "
+                                 "ones they did not create")
         c.execute(f"CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}' NOSUPERUSER NOBYPASSRLS "
                   "NOCREATEDB NOCREATEROLE")
         c.execute("CREATE DATABASE app")

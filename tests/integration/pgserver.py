@@ -25,6 +25,13 @@ What start() does:
     127.0.0.1 only, its unix socket in the temp dir, fsync/synchronous_commit/full_page_writes
     off (data is thrown away), and waits until it accepts connections.
 
+With TG_EXT_POSTGRES=postgresql://SUPERUSER:PW@HOST:PORT set (ext_backends.py), start() starts
+nothing: host, port, superuser and superuser_password are that server's, sql()/psql_file() run
+psql over TCP with the password (as another role through SET SESSION AUTHORIZATION), and
+stop() drops the databases and roles that were not there at start() (DROP OWNED BY first, in
+every database), never one that was. hba/data_files need a local server and are refused;
+`settings` are the server's own (deploy/compose/ sets max_prepared_transactions).
+
 stop() asks the postmaster for a fast shutdown (SIGINT, by PID), waits, escalates to SIGQUIT
 and SIGKILL if it must, and removes the temp dir. Nothing but the process it started is
 signalled. sql()/psql_file() run psql over the unix socket (as the superuser unless told
@@ -44,6 +51,7 @@ import time
 
 import pytest
 
+import ext_backends
 import tghelpers as h
 
 SUPERUSER = "postgres"
@@ -63,6 +71,11 @@ def find_bindir():
         return max(versions)[1]
     initdb = shutil.which("initdb")
     return os.path.dirname(os.path.realpath(initdb)) if initdb else None
+
+
+def ident(name):
+    """name as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _clean_env():
@@ -86,6 +99,11 @@ class PgServer:
                                           "host all all 127.0.0.1/32 scram-sha-256",
                                           "host all all ::1/128 scram-sha-256"]
         self.data_files = dict(data_files or {})
+        self.external = ext_backends.url("postgres")
+        if self.external and (hba or data_files):
+            raise RuntimeError("TG_EXT_POSTGRES is set, but this server needs its own pg_hba.conf "
+                               "or data files: mark the test local_backend('postgres', ...)")
+        self._before = None  # external: (databases, roles) at start()
         self.host = "127.0.0.1"
         self.port = None
         self.superuser = SUPERUSER
@@ -109,6 +127,8 @@ class PgServer:
             os.chown(path, self._runas.pw_uid, self._runas.pw_gid)
 
     def start(self, timeout=60):
+        if self.external:
+            return self._start_external()
         if not self.bindir:
             raise RuntimeError("PostgreSQL server binaries not found (set TG_PG_BINDIR)")
         if os.geteuid() == 0:
@@ -213,7 +233,58 @@ class PgServer:
             self._logf.close()
             self._logf = None
 
+    # ---- an external server (TG_EXT_POSTGRES) ---------------------------------------------------
+
+    def _start_external(self):
+        e = self.external
+        self.host, self.port = e.host, e.port
+        self.superuser, self.superuser_password = e.user, e.password
+        self.version = int(self.sql("SHOW server_version_num").strip()) // 10000
+        self._before = self._inventory()
+        return self
+
+    def _inventory(self):
+        dbs = self.sql("SELECT datname FROM pg_database").splitlines()
+        roles = self.sql("SELECT rolname FROM pg_roles").splitlines()
+        return set(dbs), set(roles)
+
+    def _stop_external(self):
+        """Drops what the tests created: the databases and roles that were not there."""
+        if self._before is None:
+            return
+        dbs, roles = self._inventory()
+        new_dbs, new_roles = dbs - self._before[0], roles - self._before[1]
+        for db in sorted(new_dbs):
+            self.sql(f"DROP DATABASE IF EXISTS {ident(db)} WITH (FORCE)")
+        if new_roles:
+            names = ", ".join(ident(r) for r in sorted(new_roles))
+            for db in self.sql("SELECT datname FROM pg_database WHERE datallowconn").splitlines():
+                self.sql(f"DROP OWNED BY {names}", db=db)
+            for r in sorted(new_roles):
+                self.sql(f"DROP ROLE IF EXISTS {ident(r)}")
+        self._before = None
+
+    def admin_params(self):
+        """libpq/psycopg keywords for a superuser connection: the unix socket (trust) of a
+        local server, TCP with the password for an external one."""
+        if self.external:
+            return {"host": self.host, "port": self.port, "user": self.superuser,
+                    "password": self.superuser_password}
+        return {"host": self.sockdir, "port": self.port, "user": self.superuser}
+
+    def admin_cli(self):
+        """(arguments, environment) for a libpq command-line tool (psql, pgbench) as the
+        superuser: -h/-p/-U, and PGPASSWORD for an external server."""
+        p = self.admin_params()
+        env = _clean_env()
+        if "password" in p:
+            env["PGPASSWORD"] = p["password"]
+        return ["-h", p["host"], "-p", str(p["port"]), "-U", p["user"]], env
+
     def stop(self):
+        if self.external:
+            self._stop_external()
+            return
         self._terminate()
         self.proc = None
         self._close_log()
@@ -238,11 +309,23 @@ class PgServer:
     # ---- SQL -----------------------------------------------------------------------------------
 
     def _psql(self, extra, db, user, variables, check, input_text=None):
-        args = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", self.sockdir,
-                "-p", str(self.port), "-U", user or self.superuser, "-d", db]
+        env = _clean_env()
+        if self.external:
+            # Only the superuser's password is known: it becomes `user` for the session.
+            cli, env = self.admin_cli()
+            if user and user != self.superuser:
+                become = f"SET SESSION AUTHORIZATION {ident(user)};\n"
+                if input_text is not None:
+                    input_text = become + input_text
+                else:
+                    extra = ["-c", become] + extra
+            args = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"] + cli + ["-d", db]
+        else:
+            args = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", self.sockdir,
+                    "-p", str(self.port), "-U", user or self.superuser, "-d", db]
         for k, v in (variables or {}).items():
             args += ["-v", f"{k}={v}"]
-        r = subprocess.run(args + extra, capture_output=True, text=True, env=_clean_env(),
+        r = subprocess.run(args + extra, capture_output=True, text=True, env=env,
                            input=input_text, timeout=120)
         if check and r.returncode != 0:
             raise AssertionError(f"psql {' '.join(extra)} failed ({r.returncode}):\n"
@@ -279,7 +362,7 @@ class PgServer:
 def pg_server():
     """One throwaway PostgreSQL for the whole test session (skips when none is installed).
     Tests share it: give databases and roles unique names."""
-    if not find_bindir():
+    if not find_bindir() and not ext_backends.active("postgres"):
         pytest.skip("PostgreSQL server binaries not found (set TG_PG_BINDIR)")
     srv = PgServer()
     srv.start()

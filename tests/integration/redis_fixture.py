@@ -10,6 +10,10 @@ redis_env(scripts=True): allow_scripts with per-tenant ACL users. redis-server t
 has a service user "tenantgate" with only the rules in `service_acl` (default: just
 ACL SETUSER, all the mode needs), tenantgate logs in as it, and env.acl_key holds the
 key that derives each tenant's ACL password (env.acl_secret(tenant)).
+
+With TG_EXT_REDIS=redis://ADMIN:PW@HOST:PORT set, no redis-server is started: tenantgate and
+env.direct use that server as ADMIN (scripts=True: a service user made for the suite), and
+what the suite added is removed at the end (ext_backends.ExternalRedis).
 """
 
 import contextlib
@@ -24,6 +28,7 @@ import time
 
 import redis
 
+import ext_backends
 import tghelpers as h
 from pg_fixture import Tokens
 
@@ -31,14 +36,17 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
-SERVICE_USER = "tenantgate"
+SERVICE_USER = "tenantgate"  # env.svc_user: on an external server, one of its own per env
 SERVICE_ACL_MIN = "-@all +acl|setuser"  # what allow_scripts needs of the service user
 
 
 class Env:
     def __init__(self, port, rport, direct, tokens, proxy, password, acl_key=None,
-                 svc_password=None, workdir=None):
+                 svc_password=None, workdir=None, rhost="127.0.0.1", username=None,
+                 svc_user=None):
         self.port, self.rport, self.direct = port, rport, direct
+        self.rhost, self.username = rhost, username  # username: the external admin
+        self.svc_user = SERVICE_USER if svc_user is None else svc_user
         self.tokens, self.proxy, self.password = tokens, proxy, password
         self.acl_key, self.svc_password, self.workdir = acl_key, svc_password, workdir
 
@@ -58,7 +66,8 @@ class Env:
                            socket_timeout=h.scaled(30), **kw)
 
     def direct_db(self, db):
-        return redis.Redis(host="127.0.0.1", port=self.rport, password=self.password, db=db)
+        return redis.Redis(host=self.rhost, port=self.rport, username=self.username,
+                           password=self.password, db=db)
 
     def raw(self, tenant=None, token=None):
         """A bare connection; AUTHed as `tenant` (or with `token`) when given."""
@@ -177,19 +186,28 @@ def redis_env(listener_extra=None, scripts=False, service_acl=SERVICE_ACL_MIN, *
     workdir = tempfile.mkdtemp(prefix="tg-redis-")
     password = "svc-" + os.urandom(8).hex()
     svc_password = "tg-" + os.urandom(8).hex() if scripts else None
-    rport = h.free_port()
+    ext, rhost, user, svc_user = ext_backends.url("redis"), "127.0.0.1", "default", SERVICE_USER
+    if ext:  # a real server: its admin is the service user (or makes the scripts one)
+        ext = ext_backends.ExternalRedis(ext)
+        rhost, rport, user, password = ext.host, ext.port, ext.user, ext.password
+        if scripts:
+            svc_user = f"{SERVICE_USER}-suite-{os.urandom(3).hex()}"
+            ext.make_user(svc_user, svc_password, service_acl.split())
+    else:
+        rport = h.free_port()
     users = ["--user", SERVICE_USER, "on", ">" + svc_password] + service_acl.split() \
         if scripts else []
-    rs = subprocess.Popen(
+    rs = None if ext else subprocess.Popen(
         [REDIS_SERVER, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", workdir, "--requirepass", password,
          "--protected-mode", "no"] + users,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proxy = None
     try:
-        direct = redis.Redis(host="127.0.0.1", port=rport, password=password)
+        direct = ext.client() if ext else redis.Redis(host="127.0.0.1", port=rport,
+                                                      password=password)
         deadline = time.time() + h.scaled(10)
-        while True:
+        while not ext:
             try:
                 direct.ping()
                 break
@@ -206,7 +224,7 @@ def redis_env(listener_extra=None, scripts=False, service_acl=SERVICE_ACL_MIN, *
             f.write(password + "\n")
         port = h.free_port()
         listener = {"name": "redis", "protocol": "redis", "listen": f"127.0.0.1:{port}",
-                    "backend": {"address": f"127.0.0.1:{rport}", "user": "default",
+                    "backend": {"address": f"{rhost}:{rport}", "user": user,
                                 "password_file": pw_file}}
         acl_key = None
         if scripts:
@@ -216,7 +234,7 @@ def redis_env(listener_extra=None, scripts=False, service_acl=SERVICE_ACL_MIN, *
                 f.write(acl_key + b"\n")
             with open(pw_file, "w") as f:
                 f.write(svc_password + "\n")
-            listener["backend"]["user"] = SERVICE_USER
+            listener["backend"]["user"] = svc_user
             listener["redis"] = {"allow_scripts": True, "acl_key_file": key_file}
         listener.update(listener_extra or {})
         cfg = h.base_config(
@@ -224,7 +242,7 @@ def redis_env(listener_extra=None, scripts=False, service_acl=SERVICE_ACL_MIN, *
             **cfg_extra)
         proxy = h.Proxy(workdir, cfg, name="tg").start()
         yield Env(port, rport, direct, Tokens(secret), proxy, password, acl_key, svc_password,
-                  workdir)
+                  workdir, rhost, user if ext else None, svc_user)
     finally:
         try:
             if proxy is not None:
@@ -236,9 +254,12 @@ def redis_env(listener_extra=None, scripts=False, service_acl=SERVICE_ACL_MIN, *
             if proxy is not None:
                 proxy.kill()
                 proxy.close_files()
-            rs.terminate()
-            try:
-                rs.wait(10)
-            except subprocess.TimeoutExpired:
-                rs.kill()
+            if ext:
+                ext.close()
+            else:
+                rs.terminate()
+                try:
+                    rs.wait(10)
+                except subprocess.TimeoutExpired:
+                    rs.kill()
             shutil.rmtree(workdir, ignore_errors=True)

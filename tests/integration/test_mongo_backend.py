@@ -401,6 +401,23 @@ def test_aggregate_lookup_union_facet_graph(m):
     assert e.value.code == 40324
 
 
+def test_pcre_anchors_and_concise_lookup(m):
+    """What tenantgate's scoper sends, as mongod runs it: PCRE's \\z anchor, and $lookup with
+    localField/foreignField *and* a pipeline (MongoDB 5.0)."""
+    db = m.client().anchors
+    db.t.insert_many([{"_id": 1, "t": "alice"}, {"_id": 2, "t": "alice2"}, {"_id": 3, "t": "alice\n"}])
+    got = [d["_id"] for d in db.t.find({"t": {"$regex": bson.Regex("^alice\\z")}})]
+    assert got == [1]
+    assert [d["_id"] for d in db.t.find({"t": {"$regex": bson.Regex("^alice\\Z")}})] == [1, 3]
+    assert [d["_id"] for d in db.t.find({"t": {"$regex": bson.Regex("[\\z]")}})] == []
+    db.o.insert_many([{"_id": 1, "c": 1}, {"_id": 2, "c": [1, 2]}])
+    db.c.insert_many([{"_id": 1, "k": "x"}, {"_id": 2, "k": "y"}])
+    res = list(db.o.aggregate([{"$lookup": {"from": "c", "localField": "c", "foreignField": "_id",
+                                            "pipeline": [{"$match": {"k": {"$ne": "none"}}}], "as": "j"}},
+                               {"$sort": {"_id": 1}}]))
+    assert [[j["_id"] for j in r["j"]] for r in res] == [[1], [1, 2]]
+
+
 def test_aggregate_out_and_merge(m):
     c = m.client()
     db = c.aggw

@@ -70,7 +70,7 @@ class Kit:
         pgsec = {"databases": [self.db]}
         pgsec.update(postgres or {})
         pgsec = {k: v for k, v in pgsec.items() if v is not None}  # None: leave the key out
-        be = {"address": f"127.0.0.1:{self.pg.port}", "user": self.app,
+        be = {"address": f"{self.pg.host}:{self.pg.port}", "user": self.app,
               "password_file": "pg-pass"}
         be.update(backend or {})
         listener = {"name": "pg", "protocol": "postgres", "listen": f"127.0.0.1:{h.free_port()}",
@@ -122,7 +122,7 @@ def assert_problem(r, db, *fixes):
 def test_check_ok_after_kit(kit):
     r = kit.check()
     assert_ok(r, kit.db)
-    assert f"backend 127.0.0.1:{kit.pg.port}: reachable" in r.stdout
+    assert f"backend {kit.pg.host}:{kit.pg.port}: reachable" in r.stdout
     ok = [ln for ln in lines(r, kit.db) if ln.startswith("ok")][0]
     assert f"role {kit.app}" in ok and "1 table with column tenant_id" in ok
 
@@ -387,6 +387,8 @@ def _pki(d):
               "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext"], d)
 
 
+@pytest.mark.local_backend("postgres", "starts its own server with TLS and a hostssl-only "
+                            "pg_hba.conf")
 def test_check_backend_tls(openssl, tmp_path):
     """check logs in with backend.tls: verify-full checks server_name (not the address's host)
     against ca_file; a server that only accepts TLS refuses tls: disable."""

@@ -51,7 +51,7 @@ def fresh_tenant():
 
 def direct_connect(pg, tenant, **kw):
     """A connection straight to PostgreSQL as app with the tenant set (the reference)."""
-    return psycopg.connect(host="127.0.0.1", port=pg.port, user="app", dbname="app",
+    return psycopg.connect(host=pg.host, port=pg.port, user="app", dbname="app",
                            password=pf.APP_PASSWORD, options=f"-c app.tenant_id={tenant}",
                            connect_timeout=10, **kw)
 
@@ -384,9 +384,9 @@ def pgbench_tables(env):
     exe = shutil.which("pgbench")
     if not exe:
         pytest.skip("pgbench is not installed")
-    r = subprocess.run([exe, "-i", "-s", "1", "-q", "-h", env.pg.sock, "-p", str(env.pg.port),
-                        "-U", "postgres", "app"], capture_output=True, text=True,
-                       timeout=120, env=pf.client_env(), stdin=subprocess.DEVNULL)
+    cli, cli_env = env.pg.admin_cli()  # the superuser (over TCP for TG_EXT_POSTGRES)
+    r = subprocess.run([exe, "-i", "-s", "1", "-q"] + cli + ["app"], capture_output=True,
+                       text=True, timeout=120, env=cli_env, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
     env.pg.su_query("GRANT SELECT, INSERT, UPDATE ON pgbench_accounts, pgbench_branches, "
                     "pgbench_tellers, pgbench_history TO app")

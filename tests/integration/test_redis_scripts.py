@@ -22,7 +22,7 @@ import pytest
 import redis
 
 import tghelpers as h
-from redis_fixture import SERVICE_USER, Raw, is_err, redis_env
+from redis_fixture import Raw, is_err, redis_env
 
 A, B = "alice", "bob"
 NOPERM = b"NOPERM tenantgate:"
@@ -74,7 +74,7 @@ def test_eval_lands_under_the_tenant(env):
     # the session's backend connection is alice's ACL user, never the service user
     users = env.backend_users()
     assert "tenantgate:alice" in users
-    assert SERVICE_USER not in users
+    assert env.svc_user not in users
     a.close()
 
 
@@ -348,7 +348,7 @@ def test_failed_reauth_leaves_session(env):
     assert is_err(r.cmd("AUTH", bad), b"WRONGPASS tenantgate:")
     assert whose(r) == b"alice"
     # the provisioning of a new tenant fails (the service user may not run ACL SETUSER now)
-    env.direct.execute_command("ACL", "SETUSER", SERVICE_USER, "-acl|setuser")
+    env.direct.execute_command("ACL", "SETUSER", env.svc_user, "-acl|setuser")
     try:
         err = r.cmd("AUTH", env.tokens.mint("erin"))
         assert is_err(err, b"ERR tenantgate: the tenant's backend ACL user could not be set up")
@@ -362,7 +362,7 @@ def test_failed_reauth_leaves_session(env):
         assert r2.cmd("GET", "x") == ("ERR", b"NOAUTH Authentication required.")
         r2.close()
     finally:
-        env.direct.execute_command("ACL", "SETUSER", SERVICE_USER, "+acl|setuser")
+        env.direct.execute_command("ACL", "SETUSER", env.svc_user, "+acl|setuser")
     assert r.cmd("AUTH", env.tokens.mint("erin")) == b"OK"
     assert r.cmd("GET", "who") is None
     assert "tenantgate:erin" in acl_users(env)
@@ -436,7 +436,9 @@ def test_scripts_through_resp3_first_auth(env):
 
 def test_scripts_off_refuses_everything():
     with redis_env() as env:
-        c = env.client(A)
+        # On a TG_EXT_REDIS server the module's env shares the keyspace and its ACL users.
+        before = {u for u in acl_users(env) if u.startswith("tenantgate:")}
+        c = env.client("scriptsoff")
         for cmd in (["EVAL", "return 1", "0"], ["EVALSHA", "a" * 40, "0"],
                     ["EVAL_RO", "return 1", "0"], ["EVALSHA_RO", "a" * 40, "0"],
                     ["FCALL", "f", "0"], ["FCALL_RO", "f", "0"], ["SCRIPT", "LOAD", "return 1"],
@@ -447,8 +449,8 @@ def test_scripts_off_refuses_everything():
         # the session connection is the service user, and SCAN works as before
         c.set("k", "v")
         assert c.scan(0)[1] == [b"k"]
-        assert "default" in env.backend_users()
-        assert not [u for u in acl_users(env) if u.startswith("tenantgate:")]
+        assert (env.username or "default") in env.backend_users()
+        assert not [u for u in acl_users(env) if u.startswith("tenantgate:") and u not in before]
         c.close()
 
 
@@ -480,7 +482,8 @@ def test_check_reports_missing_pieces(tmp_path):
 def test_check_probes_the_service_user(env):
     p = h.run_tg(["check", "-c", env.proxy.cfg_path])
     assert p.returncode == 0, p.stdout + p.stderr
-    assert re.search(r"listener redis: ok: redis 7\.\S+; the service user tenantgate may "
+    assert re.search(r"listener redis: ok: redis 7\.\S+; the service user "
+                     rf"{re.escape(env.svc_user)} may "
                      r"provision the per-tenant ACL users", p.stdout), p.stdout
     assert "tenantgate-preflight-probe" not in acl_users(env)  # the probe creates nothing
 
@@ -489,12 +492,12 @@ def test_service_user_without_acl_setuser():
     with redis_env(scripts=True, service_acl="~* &* +@all -acl") as env:
         p = h.run_tg(["check", "-c", env.proxy.cfg_path])
         assert p.returncode == 1
-        assert "problem: the service user tenantgate may not run ACL SETUSER; fix: ACL SETUSER " \
-               "tenantgate +acl|setuser" in p.stdout, p.stdout
+        assert f"problem: the service user {env.svc_user} may not run ACL SETUSER; fix: ACL " \
+               f"SETUSER {env.svc_user} +acl|setuser" in p.stdout, p.stdout
         # sessions cannot start: refused with a reason, never connected as the service user
         r = Raw(env.port)
         assert is_err(r.cmd("AUTH", env.tokens.mint(A)),
                       b"ERR tenantgate: the tenant's backend ACL user could not be set up")
         assert r.cmd("EVAL", "return 1", "0") == ("ERR", b"NOAUTH Authentication required.")
         r.close()
-        assert SERVICE_USER not in env.backend_users()
+        assert env.svc_user not in env.backend_users()

@@ -200,6 +200,8 @@ static const char full_yaml[] =
     "      isolation: database\n"
     "      tenant_field: meta.tenant\n"
     "      database_template: \"t_{tenant}_{db}\"\n"
+    "      allow_drop: true\n"
+    "      allow_change_streams: true\n"
     "  - name: graph\n"
     "    protocol: bolt\n"
     "    listen: 127.0.0.1:7688\n"
@@ -308,6 +310,8 @@ static void test_full_config(void **state)
     assert_int_equal(m->mongodb.isolation, TG_MONGO_ISOLATION_DATABASE);
     assert_string_equal(m->mongodb.tenant_field, "meta.tenant");
     assert_string_equal(m->mongodb.database_template, "t_{tenant}_{db}");
+    assert_true(m->mongodb.allow_drop);
+    assert_true(m->mongodb.allow_change_streams);
 
     const tg_listener_config *b = &cfg->listeners[3];
     assert_int_equal(b->protocol, TG_PROTO_BOLT);
@@ -394,10 +398,17 @@ static void test_defaults(void **state)
     assert_int_equal(l->mongodb.isolation, TG_MONGO_ISOLATION_FIELD);
     assert_string_equal(l->mongodb.tenant_field, "tenant_id");
     assert_string_equal(l->mongodb.database_template, "{db}_{tenant}");
+    assert_false(l->mongodb.allow_drop);
+    assert_false(l->mongodb.allow_change_streams);
     assert_int_equal(l->bolt.isolation, TG_BOLT_ISOLATION_PROPERTY);
     assert_string_equal(l->bolt.tenant_property, "tenant_id");
     assert_string_equal(l->bolt.label_template, "Tenant_{tenant}");
     assert_string_equal(l->bolt.database_template, "tenant-{tenant}");
+    assert_null(l->bolt.advertised_address);
+    assert_string_equal(l->bolt.database, "neo4j");
+    assert_null(l->bolt.allow_procedures);
+    assert_null(l->bolt.allow_functions);
+    assert_false(l->bolt.hide_tenant_property);
     tg_config_free(cfg);
 
     /* mongodb listeners get auth_db "admin" */
@@ -961,6 +972,45 @@ static void test_protocol_sections(void **state)
     expect_error(AUTH "listeners:\n  - name: m\n    protocol: mongodb\n    listen: h:1\n"
                       "    backend: {address: h:2}\n    mongodb:\n      tenant_field: $tenant\n",
                  "10: listeners[0].mongodb.tenant_field: must be a field name");
+#define MONGO_DB_LISTENER                                                                          \
+    "listeners:\n  - name: m\n    protocol: mongodb\n    listen: h:1\n"                            \
+    "    backend: {address: h:2}\n    mongodb:\n      isolation: database\n"
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"t_{tenant}\"\n",
+                 "11: listeners[0].mongodb.database_template: must contain {db} and {tenant} "
+                 "exactly once each with isolation: database");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{db}_{tenant}_{db}\"\n",
+                 "11: listeners[0].mongodb.database_template: must contain {db} and {tenant} "
+                 "exactly once each");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{db}{tenant}\"\n",
+                 "11: listeners[0].mongodb.database_template: needs a separator between {db} and "
+                 "{tenant}");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{tenant}{db}\"\n",
+                 "11: listeners[0].mongodb.database_template: needs a separator");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{db}.{tenant}\"\n",
+                 "11: listeners[0].mongodb.database_template: holds a character a database name "
+                 "cannot hold");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{db} {tenant}\"\n",
+                 "11: listeners[0].mongodb.database_template: holds a character");
+    expect_error(AUTH MONGO_DB_LISTENER "      database_template: \"{db}_{tenant}$\"\n",
+                 "11: listeners[0].mongodb.database_template: holds a character");
+    expect_error(AUTH MONGO_DB_LISTENER "      allow_drop: 1\n",
+                 "11: listeners[0].mongodb.allow_drop: expected true or false");
+    expect_error(AUTH "listeners:\n  - name: m\n    protocol: mongodb\n    listen: h:1\n"
+                      "    backend: {address: h:2}\n    mongodb:\n      allow_drop: true\n",
+                 "10: listeners[0].mongodb.allow_drop: only valid with isolation: database");
+    expect_error(AUTH MONGO_DB_LISTENER "      allow_change_streams: yes please\n",
+                 "11: listeners[0].mongodb.allow_change_streams: expected true or false");
+    /* field isolation leaves the template alone (it is not used) */
+    tg_config_free(parse_ok(
+        AUTH "listeners:\n  - name: m\n    protocol: mongodb\n    listen: h:1\n"
+             "    backend: {address: h:2}\n    mongodb:\n      database_template: \"x{tenant}\"\n"
+             "      allow_change_streams: true\n"));
+    tg_config *ok = parse_ok(AUTH MONGO_DB_LISTENER "      database_template: \"{tenant}~{db}\"\n"
+                                                    "      allow_drop: true\n");
+    assert_true(ok->listeners[0].mongodb.allow_drop);
+    assert_false(ok->listeners[0].mongodb.allow_change_streams);
+    tg_config_free(ok);
+#undef MONGO_DB_LISTENER
     expect_error(AUTH "listeners:\n  - name: g\n    protocol: bolt\n    listen: h:1\n"
                       "    backend: {address: h:2}\n    bolt:\n      label_template: Tenant\n",
                  "10: listeners[0].bolt.label_template: must contain {tenant}");
@@ -980,6 +1030,62 @@ static void test_protocol_sections(void **state)
     tg_config *cfg = parse_ok(AUTH PG_LISTENER "    postgres: {}\n");
     assert_string_equal(cfg->listeners[0].postgres.tenant_setting, "app.tenant_id");
     tg_config_free(cfg);
+}
+
+#define BOLT_LISTENER                                                                              \
+    "listeners:\n  - name: g\n    protocol: bolt\n    listen: h:1\n"                               \
+    "    backend: {address: h:2}\n    bolt:\n"
+
+/* The bolt keys the session reads beyond the SPEC's four: routing, databases, allow-lists. */
+static void test_bolt_section(void **state)
+{
+    (void)state;
+    tg_config *cfg =
+        parse_ok(AUTH BOLT_LISTENER "      advertised_address: graph.internal:7688\n"
+                                    "      database: app.graph-1\n"
+                                    "      allow_procedures: [db.labels, apoc.text.*]\n"
+                                    "      allow_functions: [apoc.coll.sum]\n"
+                                    "      hide_tenant_property: true\n");
+    const tg_bolt_config *b = &cfg->listeners[0].bolt;
+    assert_string_equal(b->advertised_address, "graph.internal:7688");
+    assert_string_equal(b->database, "app.graph-1");
+    assert_int_equal(b->n_allow_procedures, 2);
+    assert_string_equal(b->allow_procedures[0], "db.labels");
+    assert_string_equal(b->allow_procedures[1], "apoc.text.*");
+    assert_null(b->allow_procedures[2]);
+    assert_int_equal(b->n_allow_functions, 1);
+    assert_string_equal(b->allow_functions[0], "apoc.coll.sum");
+    assert_true(b->hide_tenant_property);
+    tg_config_free(cfg);
+
+    cfg = parse_ok(AUTH BOLT_LISTENER "      allow_procedures: []\n");
+    assert_null(cfg->listeners[0].bolt.allow_procedures);
+    tg_config_free(cfg);
+
+    expect_error(AUTH BOLT_LISTENER "      advertised_address: nohost\n",
+                 "10: listeners[0].bolt.advertised_address: expected host:port");
+    expect_error(AUTH BOLT_LISTENER "      database: 1abc\n",
+                 "10: listeners[0].bolt.database: must be a database name");
+    expect_error(AUTH BOLT_LISTENER "      database: \"a_b\"\n",
+                 "10: listeners[0].bolt.database: must be a database name");
+    expect_error(AUTH BOLT_LISTENER "      database: \"\"\n",
+                 "10: listeners[0].bolt.database: must not be empty");
+    expect_error(AUTH BOLT_LISTENER "      allow_procedures: [\"db.labels()\"]\n",
+                 "10: listeners[0].bolt.allow_procedures[0]: must be a name such as db.labels");
+    expect_error(AUTH BOLT_LISTENER "      allow_procedures: [\"*\"]\n",
+                 "10: listeners[0].bolt.allow_procedures[0]: must be a name such as db.labels");
+    expect_error(AUTH BOLT_LISTENER "      allow_functions: [\"apoc.*.x\"]\n",
+                 "10: listeners[0].bolt.allow_functions[0]: must be a name such as db.labels");
+    expect_error(AUTH BOLT_LISTENER "      allow_functions: apoc.coll.sum\n",
+                 "10: listeners[0].bolt.allow_functions: expected a list");
+    expect_error(AUTH BOLT_LISTENER "      hide_tenant_property: yes please\n",
+                 "10: listeners[0].bolt.hide_tenant_property: expected true or false");
+    expect_error(AUTH BOLT_LISTENER "      isolation: label\n      hide_tenant_property: true\n",
+                 "11: listeners[0].bolt.hide_tenant_property: only used with isolation: property");
+    expect_error(AUTH BOLT_LISTENER "      database_template: \"{db}-{tenant}\"\n",
+                 "10: listeners[0].bolt.database_template: only {tenant} is substituted");
+    expect_error(AUTH BOLT_LISTENER "      route_ttl_s: 5\n",
+                 "10: listeners[0].bolt.route_ttl_s: unknown key");
 }
 
 /* The postgres keys beyond tenant_setting/allow_ddl/databases: the guard's lists, the signed
@@ -1371,7 +1477,7 @@ int main(void)
         cmocka_unit_test(test_client_tls),          cmocka_unit_test(test_backend),
         cmocka_unit_test(test_protocol_sections),   cmocka_unit_test(test_error_buffer),
         cmocka_unit_test(test_postgres_section),    cmocka_unit_test(test_redis_section),
-        cmocka_unit_test(test_tenants_section),
+        cmocka_unit_test(test_tenants_section),     cmocka_unit_test(test_bolt_section),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -40,11 +40,32 @@ function compileJs(src, what) {
     }
 }
 
+/** PCRE's anchors \A, \z and \Z (which MongoDB's regexes have and JavaScript's lack) as lookarounds. */
+function pcreAnchors(pattern) {
+    let out = "";
+    let inClass = false;
+    for (let i = 0; i < pattern.length; i++) {
+        const ch = pattern[i];
+        if (ch === "\\" && i + 1 < pattern.length) {
+            const next = pattern[++i];
+            if (!inClass && next === "z") out += "(?![\\s\\S])";
+            else if (!inClass && next === "Z") out += "(?=\\n?(?![\\s\\S]))";
+            else if (!inClass && next === "A") out += "(?<![\\s\\S])";
+            else out += ch + next;
+            continue;
+        }
+        if (ch === "[") inClass = true;
+        else if (ch === "]") inClass = false;
+        out += ch;
+    }
+    return out;
+}
+
 /** A BSON regular expression as a JavaScript one (flags JavaScript lacks, such as x and l, dropped). */
 function jsRegExp(r) {
     const flags = [...new Set(r.options.split("").filter((f) => "imsu".includes(f)))].join("");
     try {
-        return new RegExp(r.pattern, flags);
+        return new RegExp(pcreAnchors(r.pattern), flags);
     } catch (e) {
         fail(51091, `Regular expression is invalid: ${e.message}`);
     }
@@ -203,10 +224,43 @@ export function checkPipeline(pipeline, { nested = false, allowed = STAGES } = {
     });
 }
 
+/**
+ * MongoDB 5.0's concise correlated $lookup (localField/foreignField *and* a
+ * pipeline: the equality match, then the pipeline) spelled as the let/pipeline
+ * form mingo runs; nested pipelines ($lookup, $unionWith, $facet) likewise.
+ */
+function normalizeLookups(pipeline) {
+    if (!Array.isArray(pipeline)) return pipeline;
+    return pipeline.map((stage) => {
+        const name = Object.keys(stage)[0];
+        const spec = stage[name];
+        if (name === "$lookup" && spec && typeof spec === "object") {
+            const out = { ...spec };
+            if (Array.isArray(spec.pipeline)) out.pipeline = normalizeLookups(spec.pipeline);
+            if (Array.isArray(spec.pipeline) && typeof spec.localField === "string" && typeof spec.foreignField === "string") {
+                delete out.localField;
+                delete out.foreignField;
+                out.let = { ...(spec.let || {}), tgLocalField: `$${spec.localField}` };
+                const ff = `$${spec.foreignField}`;
+                const eq = { $cond: [{ $isArray: "$$tgLocalField" }, { $in: [ff, "$$tgLocalField"] }, { $eq: [ff, "$$tgLocalField"] }] };
+                out.pipeline = [{ $match: { $expr: eq } }, ...out.pipeline];
+            }
+            return { [name]: out };
+        }
+        if (name === "$unionWith" && spec && typeof spec === "object" && Array.isArray(spec.pipeline)) {
+            return { [name]: { ...spec, pipeline: normalizeLookups(spec.pipeline) } };
+        }
+        if (name === "$facet" && spec && typeof spec === "object") {
+            return { [name]: Object.fromEntries(Object.entries(spec).map(([k, v]) => [k, normalizeLookups(v)])) };
+        }
+        return stage;
+    });
+}
+
 /** Runs a checked pipeline over copies of docs. */
 export function runPipeline(docs, pipeline, opts) {
     try {
-        return mingo.aggregate(docs.map(clone), compileScripts(pipeline), opts);
+        return mingo.aggregate(docs.map(clone), compileScripts(normalizeLookups(pipeline)), opts);
     } catch (e) {
         throw fromEngine(e);
     }
