@@ -42,6 +42,12 @@
  * have answered it. LOGOFF and re-LOGON wait until nothing is outstanding, so
  * the tenant switches at a point where the failure state is known exactly.
  *
+ * The tenant registry (proxy/auth.c): HELLO / LOGON wait (BS_WAIT) while it is
+ * asked; the tenant's slot is taken at LOGON (connection limit: FAILURE
+ * Neo.TransientError.Request.ResourceExhaustion, close); a RUN over the rate
+ * limits gets that FAILURE (IGNORED until RESET); a suspension or revocation
+ * closes the connection (no on_kick: Bolt has no unsolicited message).
+ *
  * Backend replies are untrusted input: framed and checked with the same codec
  * (tg_bolt_check, from-server rules), a reply nobody asked for ends the
  * session. With bolt.hide_tenant_property, RECORDs holding a node with the
@@ -77,9 +83,14 @@
 
 #define BS_CODE_FORBIDDEN "Neo.ClientError.Security.Forbidden"
 #define BS_CODE_UNAUTHORIZED "Neo.ClientError.Security.Unauthorized"
+/* Returned by a message handler: the message waits (client input stalled, or the tenant
+ * registry being asked), not consumed. */
+#define BS_WAIT 1
 #define BS_CODE_EXPIRED "Neo.ClientError.Security.TokenExpired"
 #define BS_CODE_INVALID "Neo.ClientError.Request.Invalid"
 #define BS_CODE_UNAVAILABLE "Neo.TransientError.General.DatabaseUnavailable"
+/* A tenant limit (tenants.limits): transient, so drivers back off and retry. */
+#define BS_CODE_LIMITED "Neo.TransientError.Request.ResourceExhaustion"
 
 /* X(name): where the client is in the conversation. */
 #define BS_STATE_MAP(X)                                                                            \
@@ -143,9 +154,11 @@ typedef struct bs_session {
     uint8_t backend; /* BS_BACKEND_* */
     const bs_listener *bl;
     uint16_t version;
-    unsigned check_flags; /* TG_BOLT_PATCH_UTC once the backend acknowledged it (4.4) */
-    tg_identity id;       /* the tenant (valid from CONNECTING on) */
-    tg_identity next_id;  /* re-LOGON: the tenant once the backend's LOGON succeeded */
+    unsigned check_flags;   /* TG_BOLT_PATCH_UTC once the backend acknowledged it (4.4) */
+    tg_identity id;         /* the tenant (valid from CONNECTING on) */
+    tg_identity next_id;    /* re-LOGON: the tenant once the backend's LOGON succeeded */
+    tg_tenant_slot *slot;   /* the tenant's limits (proxy/auth.c owns it) */
+    int64_t limit_logged_s; /* rate-limit audit lines: at most one per second */
     char tenant_db[BS_NAME_MAX];
     bool failed;   /* a local FAILURE is queued: the client's messages are IGNORED until RESET */
     bool r_failed; /* a FAILURE was sent to the client and no RESET's SUCCESS since */
@@ -545,11 +558,17 @@ static bool tenant_names_a_database(const char *tenant)
     return true;
 }
 
+/* verify_auth's "not yet": the tenant registry is being asked; the message waits. */
+#define BS_AUTH_PENDING 2
+
 /*
  * Verifies the token carried by the auth dictionary `auth` (HELLO <= 5.0 or
  * LOGON): scheme bearer (credentials = JWT) or basic (credentials = JWT, the
- * principal is not used). Returns 1 with *id filled, 0 when refused (FAILURE
- * Unauthorized queued, the connection closes after it), or < 0.
+ * principal is not used), then takes the tenant's slot (proxy/auth.c:
+ * tg_auth_admit, its connection limit). Returns 1 with *id filled, 0 when
+ * refused (FAILURE queued, the connection closes after it), BS_AUTH_PENDING
+ * while the registry is asked (nothing queued: the same message comes again),
+ * or < 0.
  */
 static int verify_auth(tg_conn *c, bs_session *s, const tg_ps_doc *d, uint32_t auth,
                        tg_identity *id)
@@ -569,8 +588,24 @@ static int verify_auth(tg_conn *c, bs_session *s, const tg_ps_doc *d, uint32_t a
     } else {
         tg_slice t = d->v[cred].u.s;
         tg_jwt_result jr = tg_auth_tenant(c, (const char *)t.base, t.len, id);
-        if (jr == TG_JWT_OK && (!database_mode(s) || tenant_names_a_database(id->tenant)))
-            return 1;
+        if (jr == TG_JWT_PENDING)
+            return BS_AUTH_PENDING;
+        if (jr == TG_JWT_OK && (!database_mode(s) || tenant_names_a_database(id->tenant))) {
+            int a = tg_auth_admit(c, id, &s->slot);
+            if (a == 0)
+                return 1;
+            if (a != TG_ELIMIT)
+                return a;
+            TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_max_connections], 1);
+            tg_log(TG_LOG_INFO, "connection refused", TG_FB("audit", true),
+                   TG_FS("listener", s->bl->cfg->name), TG_FS("tenant", id->tenant),
+                   TG_FS("client", tg_conn_peer(c)), TG_FS("reason", "too many connections"),
+                   TG_FEND);
+            int r = local_failure(c, s, BS_CODE_LIMITED, "too many connections for this tenant",
+                                  BS_F_CLOSE);
+            s->done = true;
+            return r < 0 ? r : 0;
+        }
         if (jr == TG_JWT_OK) {
             why = "the tenant id cannot name a database (database isolation needs tenant ids of "
                   "lowercase letters, digits and -)";
@@ -627,6 +662,8 @@ static int on_hello(tg_conn *c, bs_session *s, const tg_ps_doc *d, const tg_bolt
     if (s->version <= TG_BOLT_V(5, 0)) {
         tg_identity id;
         int r = verify_auth(c, s, d, m->field[0], &id);
+        if (r == BS_AUTH_PENDING)
+            return BS_WAIT;
         return r <= 0 ? r : start_backend(c, s, &id, d, m);
     }
     /* 5.1+: the backend gets this HELLO once the client has logged on. */
@@ -658,6 +695,8 @@ static int on_logon(tg_conn *c, bs_session *s, const tg_ps_doc *d, const tg_bolt
 {
     tg_identity id;
     int r = verify_auth(c, s, d, m->field[0], &id);
+    if (r == BS_AUTH_PENDING)
+        return BS_WAIT;
     if (r <= 0)
         return r;
     if (s->state == BS_LOGON)
@@ -700,10 +739,45 @@ static int send_rebuilt(tg_conn *c, bs_session *s)
     return expect_backend(s, BS_X_FORWARD);
 }
 
+/*
+ * The tenant's rate limits (tenants.limits) for one RUN: 0, or 1 when it was
+ * answered FAILURE Neo.TransientError.Request.ResourceExhaustion (the session
+ * then IGNOREs until RESET, as after any FAILURE; drivers retry transient
+ * errors after backing off).
+ */
+static int over_limit(tg_conn *c, bs_session *s)
+{
+    if (!s->slot)
+        return 0;
+    tg_tenant_rate rate = tg_tenant_count_message(s->slot);
+    if (rate == TG_TENANT_PASS)
+        return 0;
+    bool global = rate == TG_TENANT_GLOBAL_LIMITED;
+    TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[global ? TG_REJECT_global_rate_limit
+                                                           : TG_REJECT_rate_limit],
+                1);
+    int64_t now = (int64_t)time(NULL);
+    const char *reason = global ? "global rate limit exceeded for tenant, retry later"
+                                : "rate limit exceeded for tenant, retry later";
+    if (now != s->limit_logged_s) { /* a flood of refusals must not flood the log */
+        s->limit_logged_s = now;
+        tg_log(TG_LOG_INFO, "message rejected", TG_FB("audit", true),
+               TG_FS("listener", s->bl->cfg->name), TG_FS("tenant", s->id.tenant),
+               TG_FS("client", tg_conn_peer(c)), TG_FS("message", "RUN"), TG_FS("reason", reason),
+               TG_FEND);
+    }
+    s->failed = true;
+    int r = local_failure(c, s, BS_CODE_LIMITED, reason, 0);
+    return r < 0 ? r : 1;
+}
+
 /* RUN: parameters, extra and statement judged; rebuilt when anything changes. */
 static int on_run(tg_conn *c, bs_session *s, const uint8_t *frame, size_t size, const tg_ps_doc *d,
                   const tg_bolt_msg *m)
 {
+    int lr = over_limit(c, s);
+    if (lr != 0)
+        return lr < 0 ? lr : 0;
     uint32_t params = m->field[1];
     uint32_t j = params + 1;
     for (uint32_t e = 0; e < d->v[params].count; e++) {
@@ -785,9 +859,6 @@ static int on_goodbye(tg_conn *c, bs_session *s)
         s->quitting = true;
     return 0;
 }
-
-/* Returned by a message handler: the message waits (client input stalled), not consumed. */
-#define BS_WAIT 1
 
 static int on_ready(tg_conn *c, bs_session *s, const uint8_t *frame, size_t size,
                     const tg_ps_doc *d, const tg_bolt_msg *m)

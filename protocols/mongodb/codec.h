@@ -301,7 +301,8 @@ __attribute__((warn_unused_result)) int tg_mongo_build_reply(tg_buf *out, int32_
     X(COMMAND_NOT_FOUND, 59, "CommandNotFound")                                                    \
     X(ILLEGAL_OP_MSG_FLAG, 223, "IllegalOpMsgFlag")                                                \
     X(UNSUPPORTED_OP_QUERY_COMMAND, 352, "UnsupportedOpQueryCommand")                              \
-    X(REAUTHENTICATION_REQUIRED, 391, "ReauthenticationRequired")
+    X(REAUTHENTICATION_REQUIRED, 391, "ReauthenticationRequired")                                  \
+    X(INGRESS_REQUEST_RATE_LIMIT_EXCEEDED, 462, "IngressRequestRateLimitExceeded")
 
 enum {
 #define TG_MONGO_ERROR_ENUM(name, code, code_name) TG_MONGO_ERR_##name = (code),

@@ -50,6 +50,12 @@
  * the FIFO head's requestID; a backend reply with moreToCome (exhaust) is a
  * protocol violation, since exhaustAllowed never reaches the backend.
  *
+ * The tenant registry (proxy/auth.c): an authentication waits (MS_STALL) while
+ * it is asked; the tenant's slot is taken (connection limit: code 18, as a
+ * failed authentication); a command over the rate limits is answered code 462
+ * IngressRequestRateLimitExceeded; a suspension or revocation closes the
+ * connection (no on_kick: MongoDB has no unsolicited error).
+ *
  * Tokens expire: after `exp` every command is answered code 391
  * ReauthenticationRequired (OIDC drivers re-authenticate on it and retry),
  * and the connection closes timeouts.handshake_ms later unless the client
@@ -96,6 +102,8 @@
 #define MS_AWAIT_CAPABLE 8          /* OP_REPLY responseFlags */
 
 enum { MS_STALL = 1 }; /* a handler's "not now": the message stays unconsumed */
+/* try_auth's "not yet": the tenant registry is being asked; the message waits (MS_STALL). */
+#define MS_AUTH_PENDING 2
 
 /* What every connection of a listener shares. */
 typedef struct ms_listener {
@@ -138,10 +146,12 @@ typedef enum { BK_NONE, BK_CONNECTING, BK_LOGIN, BK_READY } ms_backend_state;
 
 typedef struct ms_session {
     ms_listener *ml;
-    bool authed;  /* a verified tenant: id is valid */
-    bool done;    /* closing: nothing more is read */
-    bool stalled; /* a re-authentication waits for the backend replies still due */
-    uint8_t bk;   /* ms_backend_state */
+    bool authed;            /* a verified tenant: id is valid */
+    tg_tenant_slot *slot;   /* the tenant's limits (proxy/auth.c owns it) */
+    int64_t limit_logged_s; /* rate-limit audit lines: at most one per second */
+    bool done;              /* closing: nothing more is read */
+    bool stalled;           /* a re-authentication waits for the backend replies still due */
+    uint8_t bk;             /* ms_backend_state */
     tg_identity id;
     tg_mongo_tenant *tenant; /* the scoper's state for id.tenant */
     tg_mongo_scoped scoped;  /* the verdict on the command being relayed */
@@ -667,6 +677,8 @@ static int on_hello(tg_conn *c, ms_session *s, int32_t rid, const bson_t *body, 
             int r = try_auth(c, s, &spec, bson_iter_utf8(&db, NULL), true, why, sizeof(why));
             if (r < 0)
                 return r;
+            if (r == MS_AUTH_PENDING)
+                return MS_STALL;
             spec_ok = r == 1;
         }
     }
@@ -800,8 +812,10 @@ static void auth_refused(tg_conn *c, ms_session *s, const char *why)
 /*
  * One SASL start (saslStart, or hello's speculativeAuthenticate) on database
  * db: PLAIN ("authzid\0user\0<jwt>") or MONGODB-OIDC ({jwt: "<jwt>"} as BSON)
- * on $external. Returns 1 when the token verified and the session adopted it,
- * 0 with the reason in why, or a negative TG_E*.
+ * on $external. Returns 1 when the token verified, the tenant was admitted to
+ * its slot (proxy/auth.c: connection limit) and the session adopted it, 0
+ * with the reason in why, MS_AUTH_PENDING while the tenant registry is asked
+ * (the same message comes again with the answer), or a negative TG_E*.
  */
 static int try_auth(tg_conn *c, ms_session *s, const bson_t *cmd, const char *db, bool speculative,
                     char *why, size_t whylen)
@@ -860,11 +874,23 @@ static int try_auth(tg_conn *c, ms_session *s, const bson_t *cmd, const char *db
     }
     tg_identity id;
     tg_jwt_result jr = tg_auth_tenant(c, token, token_len, &id);
+    if (jr == TG_JWT_PENDING)
+        return MS_AUTH_PENDING;
     if (jr != TG_JWT_OK) {
         snprintf(why, whylen, "%s", tg_jwt_result_str(jr));
         return 0;
     }
-    int r = adopt_identity(c, s, &id);
+    int r = tg_auth_admit(c, &id, &s->slot);
+    if (r == TG_ELIMIT) {
+        TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[TG_REJECT_max_connections], 1);
+        tg_log(TG_LOG_INFO, "connection refused", TG_FB("audit", true),
+               TG_FS("listener", s->ml->cfg->name), TG_FS("tenant", id.tenant),
+               TG_FS("client", tg_conn_peer(c)), TG_FS("reason", "too many connections"), TG_FEND);
+        snprintf(why, whylen, "too many connections for this tenant");
+        return 0;
+    }
+    if (r == 0)
+        r = adopt_identity(c, s, &id);
     return r < 0 ? r : 1;
 }
 
@@ -884,6 +910,8 @@ static int on_sasl_start(tg_conn *c, ms_session *s, int32_t rid, const bson_t *b
     int r = try_auth(c, s, body, db, false, why, sizeof(why));
     if (r < 0)
         return r;
+    if (r == MS_AUTH_PENDING)
+        return MS_STALL;
     if (r == 0) {
         snprintf(reason, sizeof(reason), "authentication failed: %s", why);
         r = more ? 0 : local_error(c, s, rid, TG_MONGO_ERR_AUTHENTICATION_FAILED, reason, false);
@@ -1208,6 +1236,42 @@ static bool is_hello(tg_slice name)
            tg_slice_eq_str(name, "ismaster");
 }
 
+/*
+ * The tenant's rate limits (tenants.limits) for one command the backend would
+ * run: 0, or 1 when it was answered code 462 IngressRequestRateLimitExceeded
+ * (in order; nothing for moreToCome). Ending a transaction, a session or a
+ * cursor is never refused. The session goes on.
+ */
+static int over_limit(tg_conn *c, ms_session *s, int32_t rid, bool more, tg_slice name)
+{
+    if (!s->slot || tg_slice_eq_str(name, "abortTransaction") ||
+        tg_slice_eq_str(name, "endSessions") || tg_slice_eq_str(name, "killCursors"))
+        return 0;
+    tg_tenant_rate rate = tg_tenant_count_message(s->slot);
+    if (rate == TG_TENANT_PASS)
+        return 0;
+    bool global = rate == TG_TENANT_GLOBAL_LIMITED;
+    const char *reason = global ? "global rate limit exceeded for tenant, retry later"
+                                : "rate limit exceeded for tenant, retry later";
+    TG_STAT_ADD(tg_conn_stats(c)->messages_rejected[global ? TG_REJECT_global_rate_limit
+                                                           : TG_REJECT_rate_limit],
+                1);
+    int64_t now = (int64_t)time(NULL);
+    if (now != s->limit_logged_s) { /* a flood of refusals must not flood the log */
+        char cmd[48];
+        printable_name(name, cmd);
+        s->limit_logged_s = now;
+        tg_log(TG_LOG_INFO, "command rejected", TG_FB("audit", true),
+               TG_FS("listener", s->ml->cfg->name), TG_FS("tenant", s->id.tenant),
+               TG_FS("client", tg_conn_peer(c)), TG_FS("command", cmd), TG_FS("reason", reason),
+               TG_FEND);
+    }
+    int r = more ? 0
+                 : local_error(c, s, rid, TG_MONGO_ERR_INGRESS_REQUEST_RATE_LIMIT_EXCEEDED, reason,
+                               false);
+    return r < 0 ? r : 1;
+}
+
 /* Returns 0, MS_STALL (leave the message unconsumed), or a negative TG_E*. */
 static int on_client_msg(tg_conn *c, ms_session *s, const tg_mongo_frame *f)
 {
@@ -1262,6 +1326,9 @@ static int on_client_msg(tg_conn *c, ms_session *s, const tg_mongo_frame *f)
                     : local_error(c, s, rid, TG_MONGO_ERR_REAUTHENTICATION_REQUIRED,
                                   "token expired: authenticate again", false);
     }
+    int lr = over_limit(c, s, rid, more, name);
+    if (lr != 0)
+        return lr < 0 ? lr : 0;
     int r = scope_and_send(c, s, f, &m, name, &body);
     tg_mongo_scoped_clear(&s->scoped); /* sent is copied or pinned: nothing held while idle */
     return r;

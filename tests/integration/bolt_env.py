@@ -57,8 +57,9 @@ def bolt_listener(port, backend_address, user, pw_file, **bolt):
 
 
 @contextlib.contextmanager
-def bolt_proxy(backend_address, user, password, listener_extra=None, **bolt):
-    """Starts tenantgate with one bolt listener (extra `bolt:` keys as kwargs); yields an Env."""
+def bolt_proxy(backend_address, user, password, listener_extra=None, cfg_extra=None, **bolt):
+    """Starts tenantgate with one bolt listener (extra `bolt:` keys as kwargs, extra top-level
+    sections such as `tenants` in cfg_extra); yields an Env."""
     workdir = tempfile.mkdtemp(prefix="tg-bolt-env-")
     proxy = None
     try:
@@ -73,7 +74,8 @@ def bolt_proxy(backend_address, user, password, listener_extra=None, **bolt):
         listener = bolt_listener(port, backend_address, user, pw_file, **bolt)
         listener.update(listener_extra or {})
         cfg = h.base_config([listener], admin_port=admin,
-                            auth={"jwt": {"algorithms": ["HS256"], "hs256_secret_file": jwt_file}})
+                            auth={"jwt": {"algorithms": ["HS256"], "hs256_secret_file": jwt_file}},
+                            **(cfg_extra or {}))
         proxy = h.Proxy(workdir, cfg, name="tg").start()
         yield Env(port, Tokens(secret), proxy, admin, workdir)
     finally:

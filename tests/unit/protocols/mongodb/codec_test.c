@@ -283,6 +283,7 @@ static void test_names(void **state)
     assert_string_equal(tg_mongo_error_name(TG_MONGO_ERR_UNSUPPORTED_OP_QUERY_COMMAND),
                         "UnsupportedOpQueryCommand");
     assert_int_equal(TG_MONGO_ERR_REAUTHENTICATION_REQUIRED, 391);
+    assert_string_equal(tg_mongo_error_name(462), "IngressRequestRateLimitExceeded");
     assert_null(tg_mongo_error_name(0));
     assert_null(tg_mongo_error_name(14));
 }
