@@ -43,7 +43,7 @@ int tg_cypher_fail(tg_cypher_error *err, uint32_t offset, const char *fmt, ...)
 }
 
 typedef struct lexer {
-    tg_cypher_arena *arena;
+    tg_arena *arena;
     const char *s;
     size_t len, pos;
     tg_cypher_token *toks;
@@ -162,7 +162,7 @@ static int push_token(lexer *lx, tg_cypher_token_type type, size_t start, tg_cyp
         uint32_t ncap = lx->cap ? lx->cap * 2 : 64;
         if (ncap > lx->max_tokens + 1)
             ncap = lx->max_tokens + 1;
-        tg_cypher_token *t = tg_cypher_arena_alloc(lx->arena, (size_t)ncap * sizeof(*t));
+        tg_cypher_token *t = tg_arena_alloc(lx->arena, (size_t)ncap * sizeof(*t));
         if (!t)
             return out_of_memory(lx);
         if (lx->n)
@@ -238,7 +238,7 @@ static int lex_quoted_name(lexer *lx, tg_cypher_str *out)
     }
     if (n == 0)
         return tg_cypher_fail(lx->err, (uint32_t)start, "empty quoted name");
-    char *d = tg_cypher_arena_alloc(lx->arena, n);
+    char *d = tg_arena_alloc(lx->arena, n);
     if (!d)
         return out_of_memory(lx);
     size_t o = 0;
@@ -278,7 +278,7 @@ static int lex_string(lexer *lx, tg_cypher_str *out)
         end += lx->s[end] == '\\' ? 2 : 1;
     if (end >= lx->len)
         return tg_cypher_fail(lx->err, (uint32_t)start, "unterminated string");
-    char *d = tg_cypher_arena_alloc(lx->arena, end - lx->pos + 1);
+    char *d = tg_arena_alloc(lx->arena, end - lx->pos + 1);
     if (!d)
         return out_of_memory(lx);
     size_t o = 0, i = lx->pos;
@@ -595,7 +595,7 @@ static int lex_punct(lexer *lx)
     }
 }
 
-int tg_cypher_lex(tg_cypher_arena *a, const char *text, size_t len, uint32_t max_tokens,
+int tg_cypher_lex(tg_arena *a, const char *text, size_t len, uint32_t max_tokens,
                   uint32_t max_depth, tg_cypher_tokens *out, tg_cypher_error *err)
 {
     lexer lx = {.arena = a, .s = text, .len = len, .max_tokens = max_tokens, .err = err};
@@ -606,7 +606,7 @@ int tg_cypher_lex(tg_cypher_arena *a, const char *text, size_t len, uint32_t max
         snprintf(err->reason, sizeof(err->reason), "statement too long");
         return TG_ELIMIT;
     }
-    lx.stack = tg_cypher_arena_alloc(a, (size_t)lx.max_depth * sizeof(uint32_t));
+    lx.stack = tg_arena_alloc(a, (size_t)lx.max_depth * sizeof(uint32_t));
     if (!lx.stack)
         return out_of_memory(&lx);
     for (;;) {

@@ -22,7 +22,7 @@
 #include "proxy/error.h"
 
 typedef struct parser {
-    tg_cypher_arena *arena;
+    tg_arena *arena;
     const tg_cypher_token *t;
     uint32_t n, pos;
     uint32_t depth, max_depth;
@@ -321,7 +321,7 @@ static bool parse_dotted_name(parser *p, tg_cypher_str *out)
         *out = p->t[start].val;
         return true;
     }
-    char *s = tg_cypher_arena_alloc(p->arena, total);
+    char *s = tg_arena_alloc(p->arena, total);
     if (!s) {
         fail_arena(p);
         return false;
@@ -1692,7 +1692,7 @@ static tg_cypher_node *parse_query(parser *p)
     return q;
 }
 
-int tg_cypher_parse(tg_cypher_arena *a, const char *text, size_t len, const tg_cypher_limits *lim,
+int tg_cypher_parse(tg_arena *a, const char *text, size_t len, const tg_cypher_limits *lim,
                     tg_cypher_node **out, tg_cypher_error *err)
 {
     tg_cypher_limits l = tg_cypher_limits_resolve(lim);

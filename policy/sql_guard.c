@@ -60,7 +60,6 @@
 #include "policy/sql_guard.h"
 
 #include <inttypes.h>
-#include <stdalign.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -76,6 +75,7 @@
 #include <xxhash.h>
 
 #include "policy/sql_normalize.h"
+#include "proxy/arena.h"
 #include "proxy/error.h"
 
 /* ---- limits ------------------------------------------------------------------------------- */
@@ -530,85 +530,26 @@ void tg_sql_guard_free(tg_sql_guard *g)
 
 /*
  * protobuf-c allocates every message of an unpacked tree separately; a bump
- * arena (first block on the caller's stack) makes unpacking cheap and freeing
- * a handful of free() calls.
+ * arena (proxy/arena.h, first block on the caller's stack) makes unpacking
+ * cheap and freeing a handful of free() calls.
  */
-typedef struct arena_block {
-    struct arena_block *next;
-    size_t size;
-} arena_block;
-
-typedef struct arena {
-    unsigned char *cur;
-    size_t left;
-    arena_block *blocks;
-    size_t next_size;
-    bool failed;
-} arena;
-
-#define ARENA_ALIGN 16
 #define ARENA_STACK 8192
 
-static void arena_init(arena *a, unsigned char *buf, size_t len)
+static void *pb_arena_alloc(void *data, size_t size)
 {
-    a->cur = buf;
-    a->left = len;
-    a->blocks = NULL;
-    a->next_size = 16384;
-    a->failed = false;
+    return tg_arena_alloc(data, size);
 }
 
-static void *arena_alloc(void *data, size_t size)
-{
-    arena *a = data;
-    if (size > SIZE_MAX / 2) {
-        a->failed = true;
-        return NULL;
-    }
-    size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    if (size > a->left) {
-        size_t hdr = (sizeof(arena_block) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-        size_t bsize = a->next_size;
-        while (bsize < size + hdr)
-            bsize *= 2;
-        arena_block *b = malloc(bsize);
-        if (!b) {
-            a->failed = true;
-            return NULL;
-        }
-        b->next = a->blocks;
-        b->size = bsize;
-        a->blocks = b;
-        a->cur = (unsigned char *)b + hdr;
-        a->left = bsize - hdr;
-        if (a->next_size < ((size_t)1 << 24))
-            a->next_size *= 2;
-    }
-    void *p = a->cur;
-    a->cur += size;
-    a->left -= size;
-    return p;
-}
-
-static void arena_free_nothing(void *data, void *p)
+static void pb_arena_free(void *data, void *p)
 {
     (void)data;
     (void)p;
 }
 
-static void arena_release(arena *a)
-{
-    while (a->blocks) {
-        arena_block *next = a->blocks->next;
-        free(a->blocks);
-        a->blocks = next;
-    }
-}
-
-static char *arena_strdup2(arena *a, const char *p1, const char *p2)
+static char *arena_strdup2(tg_arena *a, const char *p1, const char *p2)
 {
     size_t l1 = strlen(p1), l2 = strlen(p2);
-    char *s = arena_alloc(a, l1 + l2 + 1);
+    char *s = tg_arena_alloc(a, l1 + l2 + 1);
     if (!s)
         return NULL;
     memcpy(s, p1, l1);
@@ -629,7 +570,7 @@ typedef struct walker {
     enum walk_mode mode;
     const char *prefix; /* WALK_REWRITE / WALK_VERIFY */
     size_t prefix_len;
-    arena *arena;
+    tg_arena *arena;
     unsigned depth;
     bool in_ddl;     /* inside a DDL statement that allow_ddl let through */
     bool no_strings; /* inside a ColumnRef or a constant: String nodes are not names */
@@ -1469,7 +1410,7 @@ static int depth_precheck(const char *text)
  * *tree is the unpacked tree (in a) and *parse the raw result, both for the
  * caller to release; on DENY they are left empty.
  */
-static void judge_text(walker *w, const char *text, size_t len, arena *a,
+static void judge_text(walker *w, const char *text, size_t len, tg_arena *a,
                        PgQueryProtobufParseResult *parse, PgQuery__ParseResult **tree)
 {
     *tree = NULL;
@@ -1501,11 +1442,11 @@ static void judge_text(walker *w, const char *text, size_t len, arena *a,
         deny(w, "statement could not be parsed");
         return;
     }
-    ProtobufCAllocator alloc = {arena_alloc, arena_free_nothing, a};
+    ProtobufCAllocator alloc = {pb_arena_alloc, pb_arena_free, a};
     *tree = pg_query__parse_result__unpack(&alloc, parse->parse_tree.len,
                                            (const uint8_t *)parse->parse_tree.data);
     if (!*tree) {
-        if (a->failed)
+        if (tg_arena_failed(a))
             deny_oom(w);
         else
             deny(w, "statement could not be parsed");
@@ -1564,13 +1505,13 @@ static bool judge(const tg_sql_guard *g, const char *sql, size_t len, tg_sql_ver
         if (!text) {
             deny_oom(&w);
         } else {
-            alignas(ARENA_ALIGN) unsigned char buf[ARENA_STACK];
-            arena a;
-            arena_init(&a, buf, sizeof(buf));
+            unsigned char buf[ARENA_STACK];
+            tg_arena a;
+            tg_arena_init(&a, buf, sizeof(buf), 0);
             PgQueryProtobufParseResult parse;
             PgQuery__ParseResult *tree;
             judge_text(&w, text, len, &a, &parse, &tree);
-            arena_release(&a);
+            tg_arena_release(&a);
             pg_query_free_protobuf_parse_result(parse);
             if (text != stack)
                 free(text);
@@ -1875,9 +1816,9 @@ static int rewrite_pass(const tg_sql_guard *g, const char *text, size_t len, con
                         enum walk_mode mode, char **deparsed, walker *w)
 {
     walker_init(w, g, mode, prefix);
-    alignas(ARENA_ALIGN) unsigned char buf[ARENA_STACK];
-    arena a;
-    arena_init(&a, buf, sizeof(buf));
+    unsigned char buf[ARENA_STACK];
+    tg_arena a;
+    tg_arena_init(&a, buf, sizeof(buf), 0);
     PgQueryProtobufParseResult parse;
     PgQuery__ParseResult *tree;
     int rc = 0;
@@ -1899,7 +1840,7 @@ static int rewrite_pass(const tg_sql_guard *g, const char *text, size_t len, con
             free(packed);
         }
     }
-    arena_release(&a);
+    tg_arena_release(&a);
     pg_query_free_protobuf_parse_result(parse);
     if (w->deny)
         rc = w->transient ? TG_ENOMEM : TG_EINVAL;
