@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "proxy/error.h"
+#include "proxy/utf8.h"
 
 static const char *const token_names[] = {
 #define TG_CYPHER_NAME(n, s) s,
@@ -88,42 +89,6 @@ static int out_of_memory(lexer *lx)
     }
     snprintf(lx->err->reason, sizeof(lx->err->reason), "statement too large to analyse");
     return TG_ELIMIT;
-}
-
-/*
- * Length of the valid UTF-8 sequence at p (at most n bytes), or 0 when it is
- * not one (overlong forms, surrogates and code points above U+10FFFF refused).
- */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t need;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((need == 3 && cp < 0x800) || (need == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return need;
 }
 
 /* Writes code point cp as UTF-8 to out; returns the number of bytes (1-4). */
@@ -230,7 +195,7 @@ static int lex_quoted_name(lexer *lx, tg_cypher_str *out)
             return tg_cypher_fail(lx->err, (uint32_t)start, "backslash in a quoted name");
         if (c < 0x20 || c == 0x7f)
             return tg_cypher_fail(lx->err, (uint32_t)start, "control character in a quoted name");
-        size_t k = utf8_seq((const unsigned char *)lx->s + i, lx->len - i);
+        size_t k = tg_utf8_next((const uint8_t *)lx->s + i, lx->len - i);
         if (k == 0)
             return tg_cypher_fail(lx->err, (uint32_t)start, "invalid UTF-8 in a quoted name");
         i += k;
@@ -287,7 +252,7 @@ static int lex_string(lexer *lx, tg_cypher_str *out)
         if (c == 0)
             return tg_cypher_fail(lx->err, (uint32_t)i, "NUL byte in a string");
         if (c != '\\') {
-            size_t k = utf8_seq((const unsigned char *)lx->s + i, end - i);
+            size_t k = tg_utf8_next((const uint8_t *)lx->s + i, end - i);
             if (k == 0)
                 return tg_cypher_fail(lx->err, (uint32_t)i, "invalid UTF-8 in a string");
             memcpy(d + o, lx->s + i, k);

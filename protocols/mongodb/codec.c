@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "proxy/error.h"
+#include "proxy/utf8.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define TG_CRC32C_SSE42 1
@@ -71,59 +72,10 @@ static int refuse(const char **reason, const char *why)
 
 /* ---- UTF-8 ---- */
 
-/* The length of the well-formed UTF-8 character at p (n > 0 bytes left), or 0 (NUL included). */
-static size_t utf8_char(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0];
-    if (c < 0x80)
-        return c ? 1 : 0;
-    size_t need;
-    uint32_t cp, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-        cp = c & 0x1fu;
-        min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        need = 3;
-        cp = c & 0x0fu;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        cp = c & 0x07u;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return need;
-}
-
-/* True when p[0..n) is well-formed UTF-8 (NULs allowed only when allow_nul). */
+/* True when p[0..n) is well-formed UTF-8 (proxy/utf8.h), with NULs only when allow_nul. */
 static bool utf8_valid(const uint8_t *p, size_t n, bool allow_nul)
 {
-    while (n > 0) {
-        if (*p < 0x80) {
-            if (*p == 0 && !allow_nul)
-                return false;
-            p++;
-            n--;
-            continue;
-        }
-        size_t c = utf8_char(p, n);
-        if (c == 0)
-            return false;
-        p += c;
-        n -= c;
-    }
-    return true;
+    return tg_utf8_valid(p, n) && (allow_nul || n == 0 || !memchr(p, 0, n));
 }
 
 /* ---- names ---- */
@@ -831,7 +783,7 @@ static void b_reason(builder *b, const char *reason)
     const uint8_t *p = (const uint8_t *)reason;
     size_t n = strlen(reason), written = 0;
     while (n > 0 && !b->failed) {
-        size_t c = utf8_char(p, n);
+        size_t c = tg_utf8_next(p, n);
         size_t w = c ? c : 1;
         if (written + w > TG_MONGO_REASON_MAX)
             break;

@@ -31,6 +31,7 @@
 #include "protocols/bolt/codec.h"
 #include "protocols/bolt/packstream.h"
 #include "proxy/error.h"
+#include "proxy/utf8.h"
 
 static const uint16_t versions[8] = {TG_BOLT_V(4, 4), TG_BOLT_V(5, 0), TG_BOLT_V(5, 1),
                                      TG_BOLT_V(5, 2), TG_BOLT_V(5, 3), TG_BOLT_V(5, 4),
@@ -81,7 +82,7 @@ static void check_doc(const tg_ps_doc *d, const uint8_t *bytes, size_t len)
         case TG_PS_T_BYTES:
             check(v->u.s.base >= raw.base && v->u.s.base + v->u.s.len == raw.base + raw.len);
             if (v->type == TG_PS_T_STRING)
-                check(tg_ps_utf8_valid(v->u.s.base, v->u.s.len));
+                check(tg_utf8_valid(v->u.s.base, v->u.s.len));
             /* fall through */
         case TG_PS_T_NULL:
         case TG_PS_T_BOOL:
