@@ -77,6 +77,7 @@
 #include "policy/sql_normalize.h"
 #include "proxy/arena.h"
 #include "proxy/error.h"
+#include "proxy/lru.h"
 
 /* ---- limits ------------------------------------------------------------------------------- */
 
@@ -1527,58 +1528,37 @@ static bool judge(const tg_sql_guard *g, const char *sql, size_t len, tg_sql_ver
 
 /* ---- the verdict cache -------------------------------------------------------------------- */
 
-#define NIL UINT32_MAX
-
 /*
- * One LRU holds two key spaces. Exact text: key and check = the two halves of
- * XXH3-128 of the text seeded with the guard's (secret) identity, len = the
- * text's length. Normalized: the same over the normalized form with another
- * seed, len = NORM_LEN_BIT | the length class | the form's length, so the two
- * spaces cannot meet even on a full 128-bit collision.
+ * One LRU (proxy/lru.h) holds two key spaces. Exact text: key and check = the
+ * two halves of XXH3-128 of the text seeded with the guard's (secret)
+ * identity, len = the text's length. Normalized: the same over the
+ * normalized form with another seed, len = NORM_LEN_BIT | the length class |
+ * the form's length, so the two spaces cannot meet even on a full 128-bit
+ * collision.
  */
 #define NORM_LEN_BIT (UINT64_C(1) << 63)
 #define NORM_LONG_BIT (UINT64_C(1) << 62) /* longer than TG_SQL_SHORT_TEXT: depth pre-check */
 
+/* An entry: the index's part, then the verdict. */
 typedef struct cache_entry {
-    uint64_t key;   /* see above */
-    uint64_t check; /* a second, independent hash: guards against key collisions */
-    uint64_t len;
-    uint32_t prev, next; /* LRU list, most recent first */
-    uint32_t chain;      /* next entry of the same bucket */
+    tg_lru_slot slot;
     uint8_t kind;
     char reason[REASON_SIZE];
 } cache_entry;
 
 struct tg_sql_cache {
-    uint32_t capacity, used, mask;
-    uint32_t head, tail;
-    uint32_t *buckets;
-    cache_entry *entries;
+    tg_lru index; /* of cache_entry */
     uint64_t hits, misses, evictions;
     uint64_t norm_hits, norm_refused;
 };
 
 tg_sql_cache *tg_sql_cache_new(uint32_t entries)
 {
-    if (entries == 0 || entries > (UINT32_C(1) << 30))
-        return NULL;
     tg_sql_cache *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    uint32_t nb = 1;
-    while (nb < entries)
-        nb <<= 1;
-    c->capacity = entries;
-    c->mask = nb - 1;
-    c->head = c->tail = NIL;
-    c->buckets = malloc((size_t)nb * sizeof(uint32_t));
-    c->entries = calloc(entries, sizeof(cache_entry));
-    if (!c->buckets || !c->entries) {
-        tg_sql_cache_free(c);
+    if (c && tg_lru_init(&c->index, entries, sizeof(cache_entry)) != 0) {
+        free(c);
         return NULL;
     }
-    for (uint32_t i = 0; i < nb; i++)
-        c->buckets[i] = NIL;
     return c;
 }
 
@@ -1586,8 +1566,7 @@ void tg_sql_cache_free(tg_sql_cache *c)
 {
     if (!c)
         return;
-    free(c->buckets);
-    free(c->entries);
+    tg_lru_destroy(&c->index);
     free(c);
 }
 
@@ -1596,8 +1575,8 @@ void tg_sql_cache_stats(const tg_sql_cache *c, tg_sql_cache_counters *out)
     memset(out, 0, sizeof(*out));
     if (!c)
         return;
-    out->capacity = c->capacity;
-    out->entries = c->used;
+    out->capacity = c->index.capacity;
+    out->entries = tg_lru_count(&c->index);
     out->hits = c->hits;
     out->misses = c->misses;
     out->evictions = c->evictions;
@@ -1605,76 +1584,18 @@ void tg_sql_cache_stats(const tg_sql_cache *c, tg_sql_cache_counters *out)
     out->norm_refused = c->norm_refused;
 }
 
-static void lru_unlink(tg_sql_cache *c, uint32_t i)
-{
-    cache_entry *e = &c->entries[i];
-    if (e->prev != NIL)
-        c->entries[e->prev].next = e->next;
-    else
-        c->head = e->next;
-    if (e->next != NIL)
-        c->entries[e->next].prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NIL;
-}
-
-static void lru_push_front(tg_sql_cache *c, uint32_t i)
-{
-    cache_entry *e = &c->entries[i];
-    e->prev = NIL;
-    e->next = c->head;
-    if (c->head != NIL)
-        c->entries[c->head].prev = i;
-    c->head = i;
-    if (c->tail == NIL)
-        c->tail = i;
-}
-
-static uint32_t cache_find(const tg_sql_cache *c, uint64_t key, uint64_t check, uint64_t len)
-{
-    for (uint32_t i = c->buckets[key & c->mask]; i != NIL; i = c->entries[i].chain) {
-        const cache_entry *e = &c->entries[i];
-        if (e->key == key && e->check == check && e->len == len)
-            return i;
-    }
-    return NIL;
-}
-
-static void bucket_remove(tg_sql_cache *c, uint32_t i)
-{
-    uint32_t *link = &c->buckets[c->entries[i].key & c->mask];
-    while (*link != NIL && *link != i)
-        link = &c->entries[*link].chain;
-    if (*link == i)
-        *link = c->entries[i].chain;
-}
-
 static void cache_store(tg_sql_cache *c, uint64_t key, uint64_t check, uint64_t len,
                         const tg_sql_verdict *v)
 {
-    uint32_t i = cache_find(c, key, check, len);
-    if (i == NIL) {
-        if (c->used < c->capacity) {
-            i = c->used++;
-        } else {
-            i = c->tail; /* evict the least recently used */
-            lru_unlink(c, i);
-            bucket_remove(c, i);
-            c->evictions++;
-        }
-        cache_entry *e = &c->entries[i];
-        e->key = key;
-        e->check = check;
-        e->len = len;
-        e->chain = c->buckets[key & c->mask];
-        c->buckets[key & c->mask] = i;
-        lru_push_front(c, i);
+    uint32_t i = tg_lru_find(&c->index, key, check, len);
+    if (i == TG_LRU_NIL) {
+        bool evicted;
+        i = tg_lru_insert(&c->index, &(tg_lru_key){key, check, len}, &evicted);
+        c->evictions += evicted;
     } else {
-        lru_unlink(c, i);
-        lru_push_front(c, i);
+        tg_lru_touch(&c->index, i);
     }
-    cache_entry *e = &c->entries[i];
+    cache_entry *e = tg_lru_entry(&c->index, i);
     e->kind = (uint8_t)v->kind;
     memcpy(e->reason, v->reason, sizeof(e->reason));
 }
@@ -1686,16 +1607,12 @@ static void cache_store(tg_sql_cache *c, uint64_t key, uint64_t check, uint64_t 
 /* Texts up to this size are normalized on the stack; longer ones in a heap buffer. */
 #define TG_SQL_NORM_STACK 4096
 
-typedef struct norm_key {
-    uint64_t key, check, len;
-} norm_key;
-
 /*
  * The normalized key of sql: 1 when there is one, 0 when the text has no
  * literal (its exact key says it all), TG_EINVAL when the normalizer refused
  * it, TG_ENOMEM.
  */
-static int normalized_key(const tg_sql_guard *g, const char *sql, size_t len, norm_key *k)
+static int normalized_key(const tg_sql_guard *g, const char *sql, size_t len, tg_lru_key *k)
 {
     char stack[TG_SQL_NORM_STACK];
     char *buf = len <= sizeof(stack) ? stack : malloc(len);
@@ -1720,10 +1637,10 @@ static int normalized_key(const tg_sql_guard *g, const char *sql, size_t len, no
 static tg_sql_verdict_kind cache_serve(tg_sql_cache *c, uint32_t i, tg_sql_verdict *out)
 {
     c->hits++;
-    lru_unlink(c, i);
-    lru_push_front(c, i);
-    out->kind = (tg_sql_verdict_kind)c->entries[i].kind;
-    memcpy(out->reason, c->entries[i].reason, sizeof(out->reason));
+    tg_lru_touch(&c->index, i);
+    const cache_entry *e = tg_lru_entry(&c->index, i);
+    out->kind = (tg_sql_verdict_kind)e->kind;
+    memcpy(out->reason, e->reason, sizeof(out->reason));
     return out->kind;
 }
 
@@ -1774,14 +1691,14 @@ tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cach
     if (!sql)
         sql = "";
     uint64_t key = 0, check = 0;
-    norm_key nk = {0, 0, 0};
+    tg_lru_key nk = {0, 0, 0};
     int have_norm = 0;
     if (cache) {
         XXH128_hash_t h = XXH3_128bits_withSeed(sql, len, g->identity);
         key = h.low64;
         check = h.high64;
-        uint32_t i = cache_find(cache, key, check, len);
-        if (i != NIL) {
+        uint32_t i = tg_lru_find(&cache->index, key, check, len);
+        if (i != TG_LRU_NIL) {
             cache_serve(cache, i, out);
             return finish_check(g, sql, len, out);
         }
@@ -1789,8 +1706,8 @@ tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cach
         if (have_norm == TG_EINVAL)
             cache->norm_refused++;
         if (have_norm > 0) {
-            i = cache_find(cache, nk.key, nk.check, nk.len);
-            if (i != NIL) {
+            i = tg_lru_find(&cache->index, nk.key, nk.check, nk.len);
+            if (i != TG_LRU_NIL) {
                 cache->norm_hits++;
                 cache_serve(cache, i, out);
                 return finish_check(g, sql, len, out);
