@@ -440,39 +440,39 @@ static void lost(tg_redis_acl_req *q, const redisAsyncContext *ac)
     finish(q, TG_EIO, why);
 }
 
-static void on_auth(redisAsyncContext *ac, void *reply, void *priv)
+/*
+ * The reply r to one command of q: true when it succeeded and q goes on.
+ * Otherwise q is finished here -- lost connection, or the server's error as
+ * `what` with `status` -- unless it already was.
+ */
+static bool step_ok(tg_redis_acl_req *q, const redisAsyncContext *ac, const redisReply *r,
+                    const char *what, int status)
 {
-    tg_redis_acl_req *q = priv;
-    const redisReply *r = reply;
     if (q->done)
-        return;
+        return false;
     if (!r) {
         lost(q, ac);
-        return;
+        return false;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         char why[ACL_WHY_MAX + 64];
-        error_text(q, "service user AUTH refused", r, why, sizeof(why));
-        finish(q, TG_EAUTH, why);
+        error_text(q, what, r, why, sizeof(why));
+        finish(q, status, why);
+        return false;
     }
+    return true;
+}
+
+static void on_auth(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)step_ok(priv, ac, reply, "service user AUTH refused", TG_EAUTH);
 }
 
 static void on_setuser(redisAsyncContext *ac, void *reply, void *priv)
 {
     tg_redis_acl_req *q = priv;
-    const redisReply *r = reply;
-    if (q->done)
+    if (!step_ok(q, ac, reply, "ACL SETUSER refused", TG_EIO))
         return;
-    if (!r) {
-        lost(q, ac);
-        return;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        char why[ACL_WHY_MAX + 64];
-        error_text(q, "ACL SETUSER refused", r, why, sizeof(why));
-        finish(q, TG_EIO, why);
-        return;
-    }
     known_add(q->acl, q->tenant);
     finish(q, 0, NULL);
 }
