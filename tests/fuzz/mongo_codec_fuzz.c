@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "protocols/mongodb/codec.h"
+#include "proxy/byteorder.h"
 #include "proxy/error.h"
 
 static void check(int cond)
@@ -48,11 +49,6 @@ static uint8_t *dup_exact(const uint8_t *p, size_t n)
     if (n)
         memcpy(d, p, n);
     return d;
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 static int slice_eq(tg_slice a, tg_slice b)
@@ -118,9 +114,9 @@ static void fuzz_msg(const tg_mongo_frame *f, tg_buf *out)
     size_t n = f->bytes.len;
 
     check((m->flags & TG_MONGO_MSG_REQUIRED_BITS & ~TG_MONGO_MSG_KNOWN_FLAGS) == 0);
-    check(m->flags == le32(b + 16));
+    check(m->flags == tg_load_le32(b + 16));
     if (m->flags & TG_MONGO_MSG_CHECKSUM_PRESENT)
-        check(m->checksum == le32(b + n - 4) &&
+        check(m->checksum == tg_load_le32(b + n - 4) &&
               m->checksum == tg_mongo_crc32c_portable(0, b, n - 4));
     check_slice(m->body, b + 21, n - 21);
     check_doc_view(m->body, flags);
@@ -265,7 +261,7 @@ static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_bu
             return;
         size_t n = (size_t)rc;
         check(n <= size - off && n >= TG_MONGO_HEADER_LEN && n <= max_len);
-        check(le32(buf + off) == n && (size_t)f.header.message_length == n);
+        check(tg_load_le32(buf + off) == n && (size_t)f.header.message_length == n);
         check(f.bytes.base == buf + off && f.bytes.len == n);
         check(f.body.base == buf + off + 16 && f.body.len == n - 16);
         uint8_t w[TG_MONGO_HEADER_LEN];
@@ -290,7 +286,7 @@ static void fuzz_doc(const uint8_t *buf, size_t size)
     if (req > 0)
         check(rep == req);
     if (rep > 0) {
-        check(le32(buf) == (uint32_t)rep);
+        check(tg_load_le32(buf) == (uint32_t)rep);
         check_doc_view((tg_slice){buf, (size_t)rep}, TG_MONGO_VALIDATE_REPLY);
     }
 }

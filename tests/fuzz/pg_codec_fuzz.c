@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "protocols/postgres/codec.h"
+#include "proxy/byteorder.h"
 #include "proxy/error.h"
 
 #define MAX_PAIRS 2500 /* a 10000-byte packet holds at most 2498 pairs */
@@ -59,17 +60,12 @@ static char *cstr(tg_slice s)
     return c;
 }
 
-static uint32_t be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 /* out holds exactly one typed message of `type` whose body equals `body`. */
 static void check_rebuilt(const tg_buf *out, uint8_t type, tg_slice body)
 {
     check(out->len == body.len + 5);
     check(out->data[0] == type);
-    check(be32(out->data + 1) == body.len + 4);
+    check(tg_load_be32(out->data + 1) == body.len + 4);
     check(body.len == 0 || memcmp(out->data + 5, body.base, body.len) == 0);
 }
 
@@ -128,7 +124,7 @@ static ssize_t fuzz_startup(const uint8_t *buf, size_t size, tg_buf *out)
     if (rc > 0) {
         size_t n = (size_t)rc;
         check(n <= size && n <= TG_PG_MAX_STARTUP && n >= 8 && s.size == n);
-        check(be32(buf) == n && be32(buf + 4) == s.code);
+        check(tg_load_be32(buf) == n && tg_load_be32(buf + 4) == s.code);
         check_slice(s.params, buf + 8, n - 8);
         if (s.code == TG_PG_SSL_REQUEST_CODE || s.code == TG_PG_GSSENC_REQUEST_CODE) {
             check(n == 8);
@@ -323,7 +319,7 @@ static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_bu
         check(n <= size - off && n >= 5);
         check(m.size == n && m.type == buf[off]);
         check(m.body.base == buf + off + 5 && m.body.len == n - 5);
-        check(be32(buf + off + 1) == n - 1 && n - 1 <= max_len);
+        check(tg_load_be32(buf + off + 1) == n - 1 && n - 1 <= max_len);
         fuzz_views(&m, out);
         off += n;
     }
