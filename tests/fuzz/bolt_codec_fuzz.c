@@ -33,27 +33,14 @@
 #include "proxy/error.h"
 #include "proxy/utf8.h"
 
+#include "fuzz_support.h"
+
 static const uint16_t versions[8] = {TG_BOLT_V(4, 4), TG_BOLT_V(5, 0), TG_BOLT_V(5, 1),
                                      TG_BOLT_V(5, 2), TG_BOLT_V(5, 3), TG_BOLT_V(5, 4),
                                      TG_BOLT_V(5, 5), TG_BOLT_V(5, 6)};
 static const uint16_t supported[] = TG_BOLT_SUPPORTED;
 static const tg_ps_limits small = {.max_depth = 6, .max_values = 64};
 #define SMALL_MAX_MSG 512
-
-static void check(int cond)
-{
-    if (!cond)
-        abort();
-}
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = malloc(n ? n : 1);
-    check(d != NULL);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
 
 typedef struct mode {
     uint16_t version;

@@ -23,31 +23,9 @@
 #include "proxy/byteorder.h"
 #include "proxy/error.h"
 
+#include "fuzz_support.h"
+
 #define MAX_PAIRS 2500 /* a 10000-byte packet holds at most 2498 pairs */
-
-static void check(int cond)
-{
-    if (!cond)
-        abort();
-}
-
-static void check_slice(tg_slice s, const uint8_t *base, size_t len)
-{
-    if (!s.base) {
-        check(s.len == 0);
-        return;
-    }
-    check(s.base >= base && s.len <= len && (size_t)(s.base - base) <= len - s.len);
-}
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = malloc(n ? n : 1);
-    check(d != NULL);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
 
 /* A NUL-terminated heap copy of a slice (views' strings hold no NUL). */
 static char *cstr(tg_slice s)

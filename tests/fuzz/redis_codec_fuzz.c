@@ -25,32 +25,12 @@
 #include "protocols/redis/codec.h"
 #include "proxy/error.h"
 
+#include "fuzz_support.h"
+
 #define SMALL_ARGV 4
 
 static const tg_resp_limits small = {
     .max_args = 6, .max_bulk = 16, .max_inline = 24, .max_depth = 4, .max_reply_elems = 12};
-
-static void check(int cond)
-{
-    if (!cond)
-        abort();
-}
-
-static void check_slice(tg_slice s, const uint8_t *base, size_t len)
-{
-    check(s.base != NULL || s.len == 0);
-    if (s.base)
-        check(s.base >= base && s.len <= len && (size_t)(s.base - base) <= len - s.len);
-}
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = calloc(n ? n : 1, 1);
-    check(d != NULL);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
 
 static bool slice_eq(tg_slice a, tg_slice b)
 {
