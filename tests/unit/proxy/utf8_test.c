@@ -20,17 +20,10 @@
 
 #include "proxy/utf8.h"
 
+#include "tests/unit/support/codec_input.h"
+
 /* A string literal and its length (NULs inside count). */
 #define W(lit) (const uint8_t *)(lit), sizeof(lit) - 1
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = malloc(n ? n : 1);
-    assert_non_null(d);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
 
 static bool valid_copy(const uint8_t *p, size_t n)
 {
