@@ -41,6 +41,21 @@ static inline bool tg_cypher_str_eq(tg_cypher_str a, tg_cypher_str b)
     return a.len == b.len && (a.len == 0 || memcmp(a.s, b.s, a.len) == 0);
 }
 
+/* True when s is the keyword kw (n bytes, upper case) ignoring ASCII case. */
+static inline bool tg_cypher_str_is_kw(tg_cypher_str s, const char *kw, size_t n)
+{
+    if (s.len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s.s[i];
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        if (c != kw[i])
+            return false;
+    }
+    return true;
+}
+
 /* ---- node kinds -------------------------------------------------------------------------- */
 
 /*

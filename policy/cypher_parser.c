@@ -136,25 +136,10 @@ static bool expect(parser *p, tg_cypher_token_type type)
     return false;
 }
 
-/* True when s is kw (n bytes, upper case) ignoring ASCII case. */
-static bool ieq_n(tg_cypher_str s, const char *kw, size_t n)
-{
-    if (s.len != n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s.s[i];
-        if (c >= 'a' && c <= 'z')
-            c = (char)(c - 'a' + 'A');
-        if (c != kw[i])
-            return false;
-    }
-    return true;
-}
-
 /* True when t is the unquoted keyword kw (n bytes, upper case). */
 static bool is_kw_n(const tg_cypher_token *t, const char *kw, size_t n)
 {
-    return t->type == TG_CYPHER_T_IDENT && ieq_n(t->val, kw, n);
+    return t->type == TG_CYPHER_T_IDENT && tg_cypher_str_is_kw(t->val, kw, n);
 }
 
 static bool accept_kw_n(parser *p, const char *kw, size_t n)
@@ -209,7 +194,7 @@ bool tg_cypher_is_reserved_word(const char *word, size_t len)
     tg_cypher_str s = {word, len};
     for (size_t i = 0; i < sizeof(reserved_words) / sizeof(reserved_words[0]); i++)
         if (reserved_words[i].len == len && reserved_words[i].word[0] == first &&
-            ieq_n(s, reserved_words[i].word, len))
+            tg_cypher_str_is_kw(s, reserved_words[i].word, len))
             return true;
     return false;
 }
