@@ -249,16 +249,10 @@ static void fuzz_message(const uint8_t *msg, size_t len, const mode *m, tg_buf *
 
 /* ---- framing ---- */
 
-static void frame_prefixes(const uint8_t *buf, size_t n, size_t max_msg, ssize_t want)
+static ssize_t decode_frame(const uint8_t *p, size_t n, void *max_msg)
 {
-    size_t step = n > 256 ? n / 64 : 1;
-    for (size_t i = 0; i < n; i += step) {
-        uint8_t *c = dup_exact(buf, i);
-        tg_bolt_frame f;
-        ssize_t rc = tg_bolt_decode_frame(c, i, max_msg, NULL, &f);
-        free(c);
-        check(rc == TG_NEED_MORE || (want < 0 && rc == want));
-    }
+    tg_bolt_frame f;
+    return tg_bolt_decode_frame(p, n, *(const size_t *)max_msg, NULL, &f);
 }
 
 static void fuzz_frames(const uint8_t *buf, size_t size, const mode *m, tg_buf *out)
@@ -271,7 +265,8 @@ static void fuzz_frames(const uint8_t *buf, size_t size, const mode *m, tg_buf *
         ssize_t rc = tg_bolt_decode_frame(b, left, m->max_msg, NULL, &f);
         check(rc > 0 || rc == TG_NEED_MORE || rc == TG_ETOOBIG);
         if (k < 4)
-            frame_prefixes(b, rc > 0 ? (size_t)rc : left, m->max_msg, rc);
+            check_prefixes(decode_frame, (void *)&m->max_msg, b, rc > 0 ? (size_t)rc : left, rc,
+                           64);
         /* Resuming after a cut gives the same answer. */
         {
             tg_bolt_scan scan = {0, 0, 0};

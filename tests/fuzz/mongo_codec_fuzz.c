@@ -205,6 +205,12 @@ static void fuzz_reply(const tg_mongo_frame *f, tg_buf *out)
 
 /* ---- framing ---- */
 
+static ssize_t decode_frame(const uint8_t *p, size_t n, void *max_len)
+{
+    tg_mongo_frame f;
+    return tg_mongo_decode(p, n, *(const uint32_t *)max_len, &f);
+}
+
 static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_buf *out)
 {
     size_t off = 0;
@@ -224,15 +230,8 @@ static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_bu
                   h.request_id == f.header.request_id && h.op_code == f.header.op_code);
         if (first) {
             /* Prefixes of the first frame (exact copies): NEED_MORE or the same error. */
-            size_t upto = rc > 0 ? (size_t)rc : size - off;
-            size_t step = upto > 256 ? upto / 64 : 1;
-            for (size_t i = 0; i < upto; i += step) {
-                uint8_t *d = dup_exact(buf + off, i);
-                tg_mongo_frame pf;
-                ssize_t prc = tg_mongo_decode(d, i, max_len, &pf);
-                free(d);
-                check(prc == TG_NEED_MORE || (rc < 0 && prc == rc));
-            }
+            check_prefixes(decode_frame, &max_len, buf + off, rc > 0 ? (size_t)rc : size - off, rc,
+                           64);
             first = 0;
         }
         if (rc <= 0)

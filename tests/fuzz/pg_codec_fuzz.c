@@ -54,16 +54,11 @@ static int slice_eq(tg_slice a, tg_slice b)
 
 /* ---- startup ---- */
 
-static void fuzz_startup_prefixes(const uint8_t *buf, size_t n, ssize_t want)
+static ssize_t decode_startup(const uint8_t *p, size_t n, void *ctx)
 {
-    size_t step = n > 256 ? n / 128 : 1;
-    for (size_t i = 0; i < n; i += step) {
-        uint8_t *d = dup_exact(buf, i);
-        tg_pg_startup s;
-        ssize_t rc = tg_pg_decode_startup(d, i, TG_PG_MAX_STARTUP, &s);
-        free(d);
-        check(rc == TG_NEED_MORE || (want < 0 && rc == want));
-    }
+    (void)ctx;
+    tg_pg_startup s;
+    return tg_pg_decode_startup(p, n, TG_PG_MAX_STARTUP, &s);
 }
 
 static void rebuild_startup(const uint8_t *buf, const tg_pg_startup *s, tg_buf *out)
@@ -116,7 +111,7 @@ static ssize_t fuzz_startup(const uint8_t *buf, size_t size, tg_buf *out)
             rebuild_startup(buf, &s, out);
         }
     }
-    fuzz_startup_prefixes(buf, rc > 0 ? (size_t)rc : size, rc);
+    check_prefixes(decode_startup, NULL, buf, rc > 0 ? (size_t)rc : size, rc, 128);
     return rc;
 }
 
@@ -267,6 +262,12 @@ static void fuzz_views(const tg_pg_msg *m, tg_buf *out)
           (m->type != 0 && strchr("123ACDEGHIKNRSTVWZnstvdc", m->type) != NULL));
 }
 
+static ssize_t decode_msg(const uint8_t *p, size_t n, void *max_len)
+{
+    tg_pg_msg m;
+    return tg_pg_decode(p, n, *(const uint32_t *)max_len, &m);
+}
+
 static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_buf *out)
 {
     size_t off = 0;
@@ -277,15 +278,8 @@ static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_bu
         check(rc > 0 || rc == TG_NEED_MORE || rc == TG_EPROTO || rc == TG_ETOOBIG);
         if (first) {
             /* Prefixes of the first frame (exact copies): NEED_MORE or the same error. */
-            size_t upto = rc > 0 ? (size_t)rc : size - off;
-            size_t step = upto > 256 ? upto / 64 : 1;
-            for (size_t i = 0; i < upto; i += step) {
-                uint8_t *d = dup_exact(buf + off, i);
-                tg_pg_msg pm;
-                ssize_t prc = tg_pg_decode(d, i, max_len, &pm);
-                free(d);
-                check(prc == TG_NEED_MORE || (rc < 0 && prc == rc));
-            }
+            check_prefixes(decode_msg, &max_len, buf + off, rc > 0 ? (size_t)rc : size - off, rc,
+                           64);
             first = false;
         }
         if (rc <= 0) {
