@@ -5,7 +5,7 @@
  * two XXH3 passes over the text, a lookup and a copy of the rewrite),
  * single-threaded.
  *
- *   for each statement and mode: calibrate a loop to ~seconds, then
+ *   for each statement and mode: calibrate a loop to ~seconds (bench/microbench.h), then
  *     uncached: tg_cypher_rewrite(rw, NULL, tenant, text)    x N  -> us/statement
  *     cached:   tg_cypher_rewrite(rw, cache, tenant, text)   x N  -> us/statement
  *
@@ -21,18 +21,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/microbench.h"
 #include "policy/cypher_rewrite.h"
-
-/*
- * The thread's CPU time: on a machine shared with other work, wall time
- * would count the time this thread waited for a core.
- */
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 typedef struct bench_case {
     const char *name;
@@ -40,38 +30,27 @@ typedef struct bench_case {
     const char *text;
 } bench_case;
 
-/* ns per rewrite over `iters` rewrites (cache may be NULL). */
-static double run(const tg_cypher_rewriter *rw, tg_cypher_cache *cache, const bench_case *c,
-                  long iters, tg_cypher_result *r)
-{
-    size_t len = strlen(c->text);
-    double t0 = now_ns();
-    for (long i = 0; i < iters; i++)
-        tg_cypher_rewrite(rw, cache, "acme", c->text, len, r);
-    return (now_ns() - t0) / (double)iters;
-}
+/* One measurement: rewrites of case c's statement (cache may be NULL). */
+typedef struct rewrite_run {
+    const tg_cypher_rewriter *rw;
+    tg_cypher_cache *cache;
+    const bench_case *c;
+    tg_cypher_result *r; /* the last rewrite's result */
+} rewrite_run;
 
-/* Calibrates the iteration count to about `seconds`, then measures. */
-static double measure(const tg_cypher_rewriter *rw, tg_cypher_cache *cache, const bench_case *c,
-                      double seconds, tg_cypher_result *r)
+static void run_rewrites(void *ctx, long iters)
 {
-    long iters = 16;
-    double per = run(rw, cache, c, iters, r); /* also warms the cache */
-    while (per * (double)iters < seconds * 1e9 * 0.1 && iters < (1L << 30)) {
-        iters *= 4;
-        per = run(rw, cache, c, iters, r);
-    }
-    long target = (long)(seconds * 1e9 / (per > 1 ? per : 1));
-    if (target < iters)
-        target = iters;
-    return run(rw, cache, c, target, r);
+    rewrite_run *x = ctx;
+    size_t len = strlen(x->c->text);
+    for (long i = 0; i < iters; i++)
+        tg_cypher_rewrite(x->rw, x->cache, "acme", x->c->text, len, x->r);
 }
 
 int main(int argc, char **argv)
 {
-    double seconds = argc > 1 ? atof(argv[1]) : 0.3;
-    if (seconds <= 0)
-        seconds = 0.3;
+    double seconds = tg_mb_seconds_arg(argc, argv);
+    /* the thread's CPU time: on a shared machine, wall time would count waits for a core */
+    const tg_mb mb = {CLOCK_THREAD_CPUTIME_ID, 1};
     static const char three_clause[] =
         "MATCH (u:User {id: $id})-[:FOLLOWS]->(f:User) WITH f ORDER BY f.name LIMIT 20 "
         "RETURN f.name, f.email";
@@ -110,8 +89,9 @@ int main(int argc, char **argv)
             return 1;
         tg_cypher_result r;
         tg_cypher_result_init(&r);
-        double unc = measure(rw, NULL, c, seconds, &r);
-        double cac = measure(rw, cache, c, seconds, &r);
+        rewrite_run unc_run = {rw, NULL, c, &r}, cac_run = {rw, cache, c, &r};
+        double unc = tg_mb_measure(&mb, run_rewrites, &unc_run, seconds);
+        double cac = tg_mb_measure(&mb, run_rewrites, &cac_run, seconds);
         printf("| %s | %s | %zu | %zu | %s | %.2f | %.3f | %.0fx |\n", c->name, modes[c->mode],
                strlen(c->text), r.kind == TG_CYPHER_DENY ? (size_t)0 : r.text.len,
                tg_cypher_verdict_name(r.kind), unc / 1000.0, cac / 1000.0, unc / cac);

@@ -4,7 +4,7 @@
  * per command, single-threaded, for commands shaped as drivers send them
  * (lsid, $clusterTime, $db), and of one tg_mongo_scope_reply().
  *
- *   for each case: calibrate a loop to ~seconds, then
+ *   for each case: calibrate a loop to ~seconds (bench/microbench.h), then
  *     tg_mongo_scope_command(tenant, body, seqs)  x N  -> us/command
  *
  * "lsid miss" cycles through 16 session ids, more than the tenant's lsid
@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/microbench.h"
 #include "policy/mongo_scope.h"
 
 #define NBODIES 16
@@ -100,14 +101,6 @@ static const bench_case cases[] = {
      NULL, 0, false},
 };
 
-/* CPU time of this thread: the scoper's own cost, whatever else the machine runs. */
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 /* The body of a case with session id number i. */
 static bson_t *make_body(const char *json, int i)
 {
@@ -160,64 +153,51 @@ static uint8_t *make_docs(const char *id, int n, size_t *len)
 
 static volatile uint32_t sink;
 
-static double run(tg_mongo_tenant *t, bson_t **bodies, int nbodies, const tg_mongo_scope_seq *seq,
-                  uint32_t nseq, long iters)
+/* One measurement: commands of a case, its bodies in rotation. */
+typedef struct command_run {
+    tg_mongo_tenant *t;
+    bson_t **bodies;
+    int nbodies;
+    const tg_mongo_scope_seq *seq;
+    uint32_t nseq;
+} command_run;
+
+static void run_commands(void *ctx, long iters)
 {
+    const command_run *c = ctx;
     tg_mongo_scoped r;
     tg_mongo_scoped_init(&r);
-    double t0 = now_ns();
     for (long i = 0; i < iters; i++) {
         sink +=
-            (uint32_t)tg_mongo_scope_command(t, bodies[i % nbodies], seq, nseq, &r) + r.body_len;
+            (uint32_t)tg_mongo_scope_command(c->t, c->bodies[i % c->nbodies], c->seq, c->nseq, &r) +
+            r.body_len;
         tg_mongo_scoped_clear(&r);
     }
-    return (now_ns() - t0) / (double)iters;
 }
 
-/* The best of ROUNDS runs of ~seconds/ROUNDS each: the least disturbed estimate. */
-#define ROUNDS 5
-static double measure(tg_mongo_tenant *t, bson_t **bodies, int nbodies,
-                      const tg_mongo_scope_seq *seq, uint32_t nseq, double seconds)
-{
-    long iters = 1000;
-    double ns;
-    for (;;) {
-        ns = run(t, bodies, nbodies, seq, nseq, iters);
-        if (ns * (double)iters >= seconds * 1e9 / ROUNDS || iters > (1L << 28))
-            break;
-        iters *= 4;
-    }
-    for (int i = 1; i < ROUNDS; i++) {
-        double again = run(t, bodies, nbodies, seq, nseq, iters);
-        ns = again < ns ? again : ns;
-    }
-    return ns;
-}
+/* One measurement: a reply mapped back. */
+typedef struct reply_run {
+    tg_mongo_tenant *t;
+    const tg_mongo_reply_map *m;
+    const bson_t *reply;
+} reply_run;
 
-static double measure_reply(tg_mongo_tenant *t, const tg_mongo_reply_map *m, const bson_t *reply,
-                            double seconds)
+static void run_replies(void *ctx, long iters)
 {
-    long iters = 1000;
-    for (;;) {
-        double t0 = now_ns();
-        for (long i = 0; i < iters; i++) {
-            uint8_t *out;
-            uint32_t len;
-            sink += (uint32_t)tg_mongo_scope_reply(t, m, reply, &out, &len) + len;
-            bson_free(out);
-        }
-        double ns = (now_ns() - t0) / (double)iters;
-        if (ns * (double)iters >= seconds * 1e9 || iters > (1L << 28))
-            return ns;
-        iters *= 4;
+    const reply_run *c = ctx;
+    for (long i = 0; i < iters; i++) {
+        uint8_t *out;
+        uint32_t len;
+        sink += (uint32_t)tg_mongo_scope_reply(c->t, c->m, c->reply, &out, &len) + len;
+        bson_free(out);
     }
 }
 
 int main(int argc, char **argv)
 {
-    double seconds = argc > 1 ? atof(argv[1]) : 0.3;
-    if (seconds <= 0)
-        seconds = 0.3;
+    double seconds = tg_mb_seconds_arg(argc, argv);
+    /* this thread's CPU time, best of 5: the scoper's own cost, whatever else the machine runs */
+    const tg_mb mb = {CLOCK_THREAD_CPUTIME_ID, 5};
     static const uint8_t key[32] = "bench-key-bench-key-bench-key-00";
     tg_mongo_scope_config fc = {TG_MONGO_SCOPE_FIELD, "tenant_id", NULL, false, false};
     tg_mongo_scope_config dc = {TG_MONGO_SCOPE_DATABASE, "tenant_id", "{db}_{tenant}", false,
@@ -254,8 +234,9 @@ int main(int argc, char **argv)
             nseq = 1;
         }
         tg_mongo_tenant *t = c->db_mode ? dt : ft;
+        command_run run = {t, bodies, nb, &seq, nseq};
         if (i == 0)
-            (void)measure(t, bodies, nb, &seq, nseq, seconds); /* warm up caches and clocks */
+            (void)tg_mb_measure(&mb, run_commands, &run, seconds); /* warm up caches and clocks */
         tg_mongo_scoped r;
         tg_mongo_scoped_init(&r);
         tg_mongo_verdict v = tg_mongo_scope_command(t, bodies[0], &seq, nseq, &r);
@@ -264,7 +245,7 @@ int main(int argc, char **argv)
                          : v == TG_MONGO_FORWARD ? "forward"
                                                  : "deny";
         tg_mongo_scoped_clear(&r);
-        double ns = measure(t, bodies, nb, &seq, nseq, seconds);
+        double ns = tg_mb_measure(&mb, run_commands, &run, seconds);
         printf("| %s | %s | %zu | %zu | %.2f |\n", c->name, vn, (size_t)bodies[0]->len + docs_len,
                v == TG_MONGO_DENY ? (size_t)0 : out, ns / 1e3);
         for (int b = 0; b < nb; b++)
@@ -295,7 +276,7 @@ int main(int argc, char **argv)
     printf(
         "| reply: cursor.ns of 10 documents mapped back (database) | rewrite | %u | %u | %.2f |\n",
         reply->len, reply->len - (unsigned)strlen(tenant) - 1,
-        measure_reply(dt, &m, reply, seconds) / 1e3);
+        tg_mb_measure(&mb, run_replies, &(reply_run){dt, &m, reply}, seconds) / 1e3);
     bson_destroy(reply);
     tg_mongo_tenant_free(ft);
     tg_mongo_tenant_free(dt);

@@ -3,7 +3,7 @@
  * tg_redis_judge() per command (lookup, arity, key specs, roles), and of one
  * tg_redis_lookup() alone, single-threaded, on the built-in table.
  *
- *   for each command line: calibrate a loop to ~TIME_TARGET, then
+ *   for each command line: calibrate a loop to ~seconds (bench/microbench.h), then
  *     tg_redis_judge(table, argv, argc)   x N  -> ns/judge
  *     tg_redis_lookup(table, argv, argc)  x N  -> ns/lookup
  *
@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/microbench.h"
 #include "policy/redis_policy.h"
 
 #define MAX_ARGS 32
@@ -47,51 +48,38 @@ static const bench_case cases[] = {
     {"FLUSHALL (denied)", {"FLUSHALL", NULL}, false},
 };
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 static volatile uint32_t sink;
 
-static double run(const tg_redis_table *t, const tg_slice *argv, uint32_t argc,
-                  const tg_redis_judge_opts *o, long iters, bool lookup_only)
+/* One measurement: judges (or lookups alone) of one command line. */
+typedef struct judge_run {
+    const tg_redis_table *t;
+    const tg_slice *argv;
+    uint32_t argc;
+    const tg_redis_judge_opts *o;
+    bool lookup_only;
+} judge_run;
+
+static void run_judges(void *ctx, long iters)
 {
+    const judge_run *r = ctx;
     uint8_t roles[MAX_ARGS];
     tg_redis_verdict v;
     tg_redis_verdict_init(&v, roles, MAX_ARGS);
-    double t0 = now_ns();
     for (long i = 0; i < iters; i++) {
-        if (lookup_only)
-            sink += tg_redis_lookup(t, argv, argc) != NULL;
+        if (r->lookup_only)
+            sink += tg_redis_lookup(r->t, r->argv, r->argc) != NULL;
         else
-            sink += (uint32_t)tg_redis_judge(t, argv, argc, o, &v) + v.nkeys;
-    }
-    return (now_ns() - t0) / (double)iters;
-}
-
-static double measure(const tg_redis_table *t, const tg_slice *argv, uint32_t argc,
-                      const tg_redis_judge_opts *o, double seconds, bool lookup_only)
-{
-    long iters = 1000;
-    for (;;) {
-        double ns = run(t, argv, argc, o, iters, lookup_only);
-        if (ns * (double)iters >= seconds * 1e9 || iters > (1L << 30))
-            return ns;
-        iters *= 4;
+            sink += (uint32_t)tg_redis_judge(r->t, r->argv, r->argc, r->o, &v) + v.nkeys;
     }
 }
 
 int main(int argc, char **argv)
 {
-    double seconds = argc > 1 ? atof(argv[1]) : 0.3;
-    if (seconds <= 0)
-        seconds = 0.3;
-    double b0 = now_ns();
+    double seconds = tg_mb_seconds_arg(argc, argv);
+    const tg_mb mb = {CLOCK_MONOTONIC, 1};
+    double b0 = tg_mb_now_ns(mb.clock);
     tg_redis_table *t = tg_redis_table_builtin();
-    double build_us = (now_ns() - b0) / 1e3;
+    double build_us = (tg_mb_now_ns(mb.clock) - b0) / 1e3;
     if (!t) {
         fprintf(stderr, "redis_policy_bench: could not build the table\n");
         return 1;
@@ -112,8 +100,9 @@ int main(int argc, char **argv)
         tg_redis_verdict v;
         tg_redis_verdict_init(&v, roles, MAX_ARGS);
         tg_redis_judge(t, av, ac, &o, &v);
-        double judge = measure(t, av, ac, &o, seconds, false);
-        double lookup = measure(t, av, ac, &o, seconds, true);
+        judge_run jr = {t, av, ac, &o, false}, lr = {t, av, ac, &o, true};
+        double judge = tg_mb_measure(&mb, run_judges, &jr, seconds);
+        double lookup = tg_mb_measure(&mb, run_judges, &lr, seconds);
         printf("| %s | %s | %u | %.1f | %.1f |\n", c->name, tg_redis_verdict_name(v.kind),
                (unsigned)v.nkeys, judge, lookup);
     }

@@ -3,7 +3,7 @@
  * tg_sql_guard_check() per statement text, uncached (parse + walk every time)
  * and cached (a warm verdict cache), single-threaded.
  *
- *   for each statement: calibrate a loop to ~TIME_TARGET, then
+ *   for each statement: calibrate a loop to ~seconds (bench/microbench.h), then
  *     uncached: tg_sql_guard_check(g, NULL, text)        x N  -> ns/check
  *     cached:   tg_sql_guard_check(g, cache, text)       x N  -> ns/check
  *
@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/microbench.h"
 #include "policy/sql_guard.h"
 
 static const char big_join[] =
@@ -52,13 +53,6 @@ static const char tpcb_script[] =
     "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) "
     "VALUES (7, 1, 48271, -1234, CURRENT_TIMESTAMP);"
     "END;";
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
 
 static const char *kind_name(tg_sql_verdict_kind k)
 {
@@ -105,33 +99,22 @@ static int make_variants(bench_case *c)
     return 0;
 }
 
-/* ns per check of `iters` checks of case c (cache may be NULL). */
-static double run(const tg_sql_guard *g, tg_sql_cache *cache, const bench_case *c, long iters,
-                  tg_sql_verdict_kind *kind)
-{
-    tg_sql_verdict v;
-    double t0 = now_ns();
-    for (long i = 0; i < iters; i++)
-        tg_sql_guard_check(g, cache, c->variants[i % VARIANTS], c->lens[i % VARIANTS], &v);
-    double t1 = now_ns();
-    *kind = v.kind;
-    return (t1 - t0) / (double)iters;
-}
+/* One measurement: checks of case c's texts in rotation (cache may be NULL). */
+typedef struct check_run {
+    const tg_sql_guard *g;
+    tg_sql_cache *cache;
+    const bench_case *c;
+    tg_sql_verdict_kind kind; /* of the last check */
+} check_run;
 
-/* Calibrates the iteration count to about `seconds`, then measures. */
-static double measure(const tg_sql_guard *g, tg_sql_cache *cache, const bench_case *c,
-                      double seconds, tg_sql_verdict_kind *kind)
+static void run_checks(void *ctx, long iters)
 {
-    long iters = 64;
-    double per = run(g, cache, c, iters, kind); /* also warms the cache */
-    while (per * (double)iters < seconds * 1e9 * 0.1 && iters < (1L << 30)) {
-        iters *= 4;
-        per = run(g, cache, c, iters, kind);
-    }
-    long target = (long)(seconds * 1e9 / (per > 1 ? per : 1));
-    if (target < iters)
-        target = iters;
-    return run(g, cache, c, target, kind);
+    check_run *r = ctx;
+    tg_sql_verdict v = {0};
+    for (long i = 0; i < iters; i++)
+        tg_sql_guard_check(r->g, r->cache, r->c->variants[i % VARIANTS], r->c->lens[i % VARIANTS],
+                           &v);
+    r->kind = v.kind;
 }
 
 /* How the cached run got its verdicts, from the cache's counters. */
@@ -146,9 +129,8 @@ static const char *served_by(const tg_sql_cache_counters *st)
 
 int main(int argc, char **argv)
 {
-    double seconds = argc > 1 ? atof(argv[1]) : 0.3;
-    if (seconds <= 0)
-        seconds = 0.3;
+    double seconds = tg_mb_seconds_arg(argc, argv);
+    const tg_mb mb = {CLOCK_MONOTONIC, 1};
     /* ~4 KiB: long enough for the depth pre-check (pg_query_scan) to run */
     static char bulk[8192], bulk_values[8192];
     strcpy(bulk, "INSERT INTO events (tenant_id, kind, payload, at) VALUES ");
@@ -217,13 +199,13 @@ int main(int argc, char **argv)
         tg_sql_cache *cache = tg_sql_cache_new(1024);
         if (!cache)
             return 1;
-        tg_sql_verdict_kind k1, k2;
-        double unc = measure(g, NULL, c, seconds, &k1);
-        double cac = measure(g, cache, c, seconds, &k2);
+        check_run unc_run = {g, NULL, c, TG_SQL_DENY}, cac_run = {g, cache, c, TG_SQL_DENY};
+        double unc = tg_mb_measure(&mb, run_checks, &unc_run, seconds);
+        double cac = tg_mb_measure(&mb, run_checks, &cac_run, seconds);
         tg_sql_cache_counters st;
         tg_sql_cache_stats(cache, &st);
-        printf("| %s | %zu | %s | %.0f | %.0f | %s | %.1fx |\n", c->name, c->lens[0], kind_name(k1),
-               unc, cac, served_by(&st), unc / cac);
+        printf("| %s | %zu | %s | %.0f | %.0f | %s | %.1fx |\n", c->name, c->lens[0],
+               kind_name(unc_run.kind), unc, cac, served_by(&st), unc / cac);
         tg_sql_cache_free(cache);
         for (int j = 0; j < VARIANTS; j++)
             free(c->variants[j]);

@@ -1,91 +1,17 @@
 /*
- * The Cypher syntax tree's arena and helpers (see cypher_ast.h).
- *
- *   caller's block (stack) ──full──> malloc'd block (16 KiB, doubling) ──> ... ──release──> free
- * all
+ * The Cypher syntax tree's helpers (see cypher_ast.h): node allocation from
+ * the statement's arena (proxy/arena.h), kind and operator names, lists.
  *
  * Nothing in a tree is freed on its own: a statement's analysis allocates,
  * then releases the arena once.
  */
 #include "policy/cypher_ast.h"
 
-#include <stdlib.h>
 #include <string.h>
 
-struct tg_cypher_arena_block {
-    tg_cypher_arena_block *next;
-    size_t size;
-};
-
-#define ARENA_ALIGN 16
-#define ARENA_FIRST_BLOCK 16384
-#define ARENA_MAX_BLOCK ((size_t)1 << 22)
-
-void tg_cypher_arena_init(tg_cypher_arena *a, void *buf, size_t len, size_t cap)
+tg_cypher_node *tg_cypher_node_new(tg_arena *a, tg_cypher_kind k, uint32_t offset)
 {
-    memset(a, 0, sizeof(*a));
-    /* align the caller's block */
-    uintptr_t p = (uintptr_t)buf, q = (p + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1);
-    if (buf && len > q - p) {
-        a->cur = (unsigned char *)q;
-        a->left = len - (q - p);
-    }
-    a->next_size = ARENA_FIRST_BLOCK;
-    a->cap = cap;
-}
-
-void *tg_cypher_arena_alloc(tg_cypher_arena *a, size_t size)
-{
-    if (a->nomem || a->over_cap)
-        return NULL;
-    if (size > SIZE_MAX / 4) {
-        a->over_cap = true;
-        return NULL;
-    }
-    size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    if (a->cap && a->used + size > a->cap) {
-        a->over_cap = true;
-        return NULL;
-    }
-    if (size > a->left) {
-        size_t hdr = (sizeof(tg_cypher_arena_block) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-        size_t bsize = a->next_size;
-        while (bsize < size + hdr)
-            bsize *= 2;
-        tg_cypher_arena_block *b = malloc(bsize);
-        if (!b) {
-            a->nomem = true;
-            return NULL;
-        }
-        b->next = a->blocks;
-        b->size = bsize;
-        a->blocks = b;
-        a->cur = (unsigned char *)b + hdr;
-        a->left = bsize - hdr;
-        if (a->next_size < ARENA_MAX_BLOCK)
-            a->next_size *= 2;
-    }
-    void *r = a->cur;
-    a->cur += size;
-    a->left -= size;
-    a->used += size;
-    return r;
-}
-
-void tg_cypher_arena_release(tg_cypher_arena *a)
-{
-    while (a->blocks) {
-        tg_cypher_arena_block *next = a->blocks->next;
-        free(a->blocks);
-        a->blocks = next;
-    }
-    a->cur = NULL;
-    a->left = 0;
-}
-
-tg_cypher_node *tg_cypher_node_new(tg_cypher_arena *a, tg_cypher_kind k, uint32_t offset)
-{
-    tg_cypher_node *n = tg_cypher_arena_alloc(a, sizeof(*n));
+    tg_cypher_node *n = tg_arena_alloc(a, sizeof(*n));
     if (!n)
         return NULL;
     memset(n, 0, sizeof(*n));

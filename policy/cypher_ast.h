@@ -1,6 +1,6 @@
 /*
  * The Cypher syntax tree: one node type for every construct, allocated from an
- * arena that lives as long as one statement's analysis.
+ * arena (proxy/arena.h) that lives as long as one statement's analysis.
  *
  *   text ──lexer──> tokens ──parser──> tree (this file) ──rewriter──> tree ──printer──> text
  *
@@ -26,35 +26,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* ---- arena ------------------------------------------------------------------------------- */
-
-typedef struct tg_cypher_arena_block tg_cypher_arena_block;
-
-/*
- * A bump allocator: the first block is the caller's (often on the stack),
- * later ones are malloc'd; everything is freed at once by
- * tg_cypher_arena_release(). `cap` bounds the total bytes handed out, so
- * that a statement's analysis has a fixed memory ceiling.
- */
-typedef struct tg_cypher_arena {
-    unsigned char *cur;
-    size_t left;
-    tg_cypher_arena_block *blocks;
-    size_t next_size; /* size of the next malloc'd block */
-    size_t used;      /* bytes handed out so far */
-    size_t cap;       /* ceiling of `used` (0: none) */
-    bool nomem;       /* a malloc failed (transient) */
-    bool over_cap;    /* the ceiling was reached (a property of the statement) */
-} tg_cypher_arena;
-
-/* Starts an arena over buf (len bytes, may be NULL/0) with a ceiling of cap bytes (0: none). */
-void tg_cypher_arena_init(tg_cypher_arena *a, void *buf, size_t len, size_t cap);
-
-/* size bytes aligned for any node; NULL (and nomem or over_cap set) on failure. */
-void *tg_cypher_arena_alloc(tg_cypher_arena *a, size_t size);
-
-/* Frees the malloc'd blocks; the arena may be initialised again afterwards. */
-void tg_cypher_arena_release(tg_cypher_arena *a);
+#include "proxy/arena.h"
 
 /* ---- strings ----------------------------------------------------------------------------- */
 
@@ -67,6 +39,21 @@ typedef struct tg_cypher_str {
 static inline bool tg_cypher_str_eq(tg_cypher_str a, tg_cypher_str b)
 {
     return a.len == b.len && (a.len == 0 || memcmp(a.s, b.s, a.len) == 0);
+}
+
+/* True when s is the keyword kw (n bytes, upper case) ignoring ASCII case. */
+static inline bool tg_cypher_str_is_kw(tg_cypher_str s, const char *kw, size_t n)
+{
+    if (s.len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s.s[i];
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 'a' + 'A');
+        if (c != kw[i])
+            return false;
+    }
+    return true;
 }
 
 /* ---- node kinds -------------------------------------------------------------------------- */
@@ -348,7 +335,7 @@ struct tg_cypher_node {
 };
 
 /* A new zeroed node of kind k in the arena; NULL when the arena is exhausted. */
-tg_cypher_node *tg_cypher_node_new(tg_cypher_arena *a, tg_cypher_kind k, uint32_t offset);
+tg_cypher_node *tg_cypher_node_new(tg_arena *a, tg_cypher_kind k, uint32_t offset);
 
 /* Static name of a kind ("?" when out of range), for reasons and debugging. */
 const char *tg_cypher_kind_name(unsigned kind);

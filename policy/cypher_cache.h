@@ -10,11 +10,11 @@
  *                                            tail when the entry count or the byte budget
  *                                            would be exceeded
  *
- * The same shape as the SQL guard's verdict cache (policy/sql_guard.c): an
- * open hash over a fixed entry array, an intrusive LRU list, a second
- * independent hash (`check`) and the text length compared on lookup, so that
- * a key collision alone never serves another statement's rewrite. Unlike
- * the guard's verdicts, values here have variable length, so the cache also
+ * The index is the one the SQL guard's verdict cache uses (proxy/lru.h): a
+ * hash over a fixed slot array, an intrusive LRU list, a second independent
+ * hash (`check`) and the text length compared on lookup, so that a key
+ * collision alone never serves another statement's rewrite. Unlike the
+ * guard's verdicts, values here have variable length, so the cache also
  * keeps a byte budget; a value larger than a quarter of the budget is not
  * stored.
  */
@@ -25,12 +25,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/lru.h"
+
 typedef struct tg_cypher_cache tg_cypher_cache;
 
 /* What identifies a cached statement: two independent hashes and the text's length. */
-typedef struct tg_cypher_cache_key {
-    uint64_t key, check, len;
-} tg_cypher_cache_key;
+typedef tg_lru_key tg_cypher_cache_key;
 
 /*
  * A cache of at most `entries` statements (> 0) whose values total at most

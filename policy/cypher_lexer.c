@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "proxy/error.h"
+#include "proxy/utf8.h"
 
 static const char *const token_names[] = {
 #define TG_CYPHER_NAME(n, s) s,
@@ -43,7 +44,7 @@ int tg_cypher_fail(tg_cypher_error *err, uint32_t offset, const char *fmt, ...)
 }
 
 typedef struct lexer {
-    tg_cypher_arena *arena;
+    tg_arena *arena;
     const char *s;
     size_t len, pos;
     tg_cypher_token *toks;
@@ -90,42 +91,6 @@ static int out_of_memory(lexer *lx)
     return TG_ELIMIT;
 }
 
-/*
- * Length of the valid UTF-8 sequence at p (at most n bytes), or 0 when it is
- * not one (overlong forms, surrogates and code points above U+10FFFF refused).
- */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t need;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((need == 3 && cp < 0x800) || (need == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return need;
-}
-
 /* Writes code point cp as UTF-8 to out; returns the number of bytes (1-4). */
 static size_t utf8_put(uint32_t cp, char *out)
 {
@@ -162,7 +127,7 @@ static int push_token(lexer *lx, tg_cypher_token_type type, size_t start, tg_cyp
         uint32_t ncap = lx->cap ? lx->cap * 2 : 64;
         if (ncap > lx->max_tokens + 1)
             ncap = lx->max_tokens + 1;
-        tg_cypher_token *t = tg_cypher_arena_alloc(lx->arena, (size_t)ncap * sizeof(*t));
+        tg_cypher_token *t = tg_arena_alloc(lx->arena, (size_t)ncap * sizeof(*t));
         if (!t)
             return out_of_memory(lx);
         if (lx->n)
@@ -230,7 +195,7 @@ static int lex_quoted_name(lexer *lx, tg_cypher_str *out)
             return tg_cypher_fail(lx->err, (uint32_t)start, "backslash in a quoted name");
         if (c < 0x20 || c == 0x7f)
             return tg_cypher_fail(lx->err, (uint32_t)start, "control character in a quoted name");
-        size_t k = utf8_seq((const unsigned char *)lx->s + i, lx->len - i);
+        size_t k = tg_utf8_next((const uint8_t *)lx->s + i, lx->len - i);
         if (k == 0)
             return tg_cypher_fail(lx->err, (uint32_t)start, "invalid UTF-8 in a quoted name");
         i += k;
@@ -238,7 +203,7 @@ static int lex_quoted_name(lexer *lx, tg_cypher_str *out)
     }
     if (n == 0)
         return tg_cypher_fail(lx->err, (uint32_t)start, "empty quoted name");
-    char *d = tg_cypher_arena_alloc(lx->arena, n);
+    char *d = tg_arena_alloc(lx->arena, n);
     if (!d)
         return out_of_memory(lx);
     size_t o = 0;
@@ -278,7 +243,7 @@ static int lex_string(lexer *lx, tg_cypher_str *out)
         end += lx->s[end] == '\\' ? 2 : 1;
     if (end >= lx->len)
         return tg_cypher_fail(lx->err, (uint32_t)start, "unterminated string");
-    char *d = tg_cypher_arena_alloc(lx->arena, end - lx->pos + 1);
+    char *d = tg_arena_alloc(lx->arena, end - lx->pos + 1);
     if (!d)
         return out_of_memory(lx);
     size_t o = 0, i = lx->pos;
@@ -287,7 +252,7 @@ static int lex_string(lexer *lx, tg_cypher_str *out)
         if (c == 0)
             return tg_cypher_fail(lx->err, (uint32_t)i, "NUL byte in a string");
         if (c != '\\') {
-            size_t k = utf8_seq((const unsigned char *)lx->s + i, end - i);
+            size_t k = tg_utf8_next((const uint8_t *)lx->s + i, end - i);
             if (k == 0)
                 return tg_cypher_fail(lx->err, (uint32_t)i, "invalid UTF-8 in a string");
             memcpy(d + o, lx->s + i, k);
@@ -595,7 +560,7 @@ static int lex_punct(lexer *lx)
     }
 }
 
-int tg_cypher_lex(tg_cypher_arena *a, const char *text, size_t len, uint32_t max_tokens,
+int tg_cypher_lex(tg_arena *a, const char *text, size_t len, uint32_t max_tokens,
                   uint32_t max_depth, tg_cypher_tokens *out, tg_cypher_error *err)
 {
     lexer lx = {.arena = a, .s = text, .len = len, .max_tokens = max_tokens, .err = err};
@@ -606,7 +571,7 @@ int tg_cypher_lex(tg_cypher_arena *a, const char *text, size_t len, uint32_t max
         snprintf(err->reason, sizeof(err->reason), "statement too long");
         return TG_ELIMIT;
     }
-    lx.stack = tg_cypher_arena_alloc(a, (size_t)lx.max_depth * sizeof(uint32_t));
+    lx.stack = tg_arena_alloc(a, (size_t)lx.max_depth * sizeof(uint32_t));
     if (!lx.stack)
         return out_of_memory(&lx);
     for (;;) {

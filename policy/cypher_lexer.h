@@ -101,10 +101,9 @@ const char *tg_cypher_token_name(unsigned type);
  * negative TG_E* code with err filled (TG_EINVAL: refused; TG_ENOMEM:
  * out of memory, err->transient set; TG_ELIMIT: a bound was exceeded).
  */
-__attribute__((warn_unused_result)) int tg_cypher_lex(tg_cypher_arena *a, const char *text,
-                                                      size_t len, uint32_t max_tokens,
-                                                      uint32_t max_depth, tg_cypher_tokens *out,
-                                                      tg_cypher_error *err);
+__attribute__((warn_unused_result)) int tg_cypher_lex(tg_arena *a, const char *text, size_t len,
+                                                      uint32_t max_tokens, uint32_t max_depth,
+                                                      tg_cypher_tokens *out, tg_cypher_error *err);
 
 /* Fills err->reason (printf format) and err->offset; returns TG_EINVAL. */
 int tg_cypher_fail(tg_cypher_error *err, uint32_t offset, const char *fmt, ...)

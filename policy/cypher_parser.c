@@ -22,7 +22,7 @@
 #include "proxy/error.h"
 
 typedef struct parser {
-    tg_cypher_arena *arena;
+    tg_arena *arena;
     const tg_cypher_token *t;
     uint32_t n, pos;
     uint32_t depth, max_depth;
@@ -136,25 +136,10 @@ static bool expect(parser *p, tg_cypher_token_type type)
     return false;
 }
 
-/* True when s is kw (n bytes, upper case) ignoring ASCII case. */
-static bool ieq_n(tg_cypher_str s, const char *kw, size_t n)
-{
-    if (s.len != n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s.s[i];
-        if (c >= 'a' && c <= 'z')
-            c = (char)(c - 'a' + 'A');
-        if (c != kw[i])
-            return false;
-    }
-    return true;
-}
-
 /* True when t is the unquoted keyword kw (n bytes, upper case). */
 static bool is_kw_n(const tg_cypher_token *t, const char *kw, size_t n)
 {
-    return t->type == TG_CYPHER_T_IDENT && ieq_n(t->val, kw, n);
+    return t->type == TG_CYPHER_T_IDENT && tg_cypher_str_is_kw(t->val, kw, n);
 }
 
 static bool accept_kw_n(parser *p, const char *kw, size_t n)
@@ -209,7 +194,7 @@ bool tg_cypher_is_reserved_word(const char *word, size_t len)
     tg_cypher_str s = {word, len};
     for (size_t i = 0; i < sizeof(reserved_words) / sizeof(reserved_words[0]); i++)
         if (reserved_words[i].len == len && reserved_words[i].word[0] == first &&
-            ieq_n(s, reserved_words[i].word, len))
+            tg_cypher_str_is_kw(s, reserved_words[i].word, len))
             return true;
     return false;
 }
@@ -321,7 +306,7 @@ static bool parse_dotted_name(parser *p, tg_cypher_str *out)
         *out = p->t[start].val;
         return true;
     }
-    char *s = tg_cypher_arena_alloc(p->arena, total);
+    char *s = tg_arena_alloc(p->arena, total);
     if (!s) {
         fail_arena(p);
         return false;
@@ -1692,7 +1677,7 @@ static tg_cypher_node *parse_query(parser *p)
     return q;
 }
 
-int tg_cypher_parse(tg_cypher_arena *a, const char *text, size_t len, const tg_cypher_limits *lim,
+int tg_cypher_parse(tg_arena *a, const char *text, size_t len, const tg_cypher_limits *lim,
                     tg_cypher_node **out, tg_cypher_error *err)
 {
     tg_cypher_limits l = tg_cypher_limits_resolve(lim);

@@ -66,8 +66,8 @@ tg_cypher_limits tg_cypher_limits_resolve(const tg_cypher_limits *lim);
  * (refused: outside the grammar or refused by it), TG_ELIMIT (a bound),
  * TG_ENOMEM (err->transient set).
  */
-__attribute__((warn_unused_result)) int tg_cypher_parse(tg_cypher_arena *a, const char *text,
-                                                        size_t len, const tg_cypher_limits *lim,
+__attribute__((warn_unused_result)) int tg_cypher_parse(tg_arena *a, const char *text, size_t len,
+                                                        const tg_cypher_limits *lim,
                                                         tg_cypher_node **out, tg_cypher_error *err);
 
 /* True when word (ASCII, any case) is a reserved word that cannot name a variable unquoted. */

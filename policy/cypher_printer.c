@@ -80,17 +80,7 @@ static const char *const subquery_words[] = {"COUNT", "COLLECT", "EXISTS"};
 
 static bool ieq(tg_cypher_str s, const char *kw)
 {
-    size_t n = strlen(kw);
-    if (s.len != n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s.s[i];
-        if (c >= 'a' && c <= 'z')
-            c = (char)(c - 'a' + 'A');
-        if (c != kw[i])
-            return false;
-    }
-    return true;
+    return tg_cypher_str_is_kw(s, kw, strlen(kw));
 }
 
 static bool in_table(tg_cypher_str s, const char *const *t, size_t n)

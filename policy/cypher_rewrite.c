@@ -447,7 +447,7 @@ static bool template_label(const tg_cypher_rewriter *rw, tg_cypher_str l)
 
 typedef struct rctx {
     const tg_cypher_rewriter *rw;
-    tg_cypher_arena *arena;
+    tg_arena *arena;
     tg_cypher_error *err;
     int rc;
     tg_cypher_str label; /* label mode: the tenant's label */
@@ -684,7 +684,7 @@ static bool scope_reserve(rctx *c, scope *s, uint32_t need)
     uint32_t cap = s->cap ? s->cap : 8;
     while (cap < need)
         cap *= 2;
-    binding *b = tg_cypher_arena_alloc(c->arena, (size_t)cap * sizeof(*b));
+    binding *b = tg_arena_alloc(c->arena, (size_t)cap * sizeof(*b));
     if (!b)
         return fail_arena(c);
     if (s->n)
@@ -1181,7 +1181,7 @@ typedef struct vset {
 typedef struct vctx {
     const tg_cypher_rewriter *rw;
     tg_cypher_str label;
-    tg_cypher_arena *arena;
+    tg_arena *arena;
     bool ok; /* false once out of memory or past MAX_VARIABLES (the verification fails) */
 } vctx;
 
@@ -1216,8 +1216,8 @@ static bool vs_reserve(vctx *c, vset *s, uint32_t need)
     while (cap < need)
         cap *= 2;
     tg_cypher_str *v =
-        need > MAX_VARIABLES ? NULL : tg_cypher_arena_alloc(c->arena, (size_t)cap * sizeof(*v));
-    uint32_t *h = v ? tg_cypher_arena_alloc(c->arena, (size_t)cap * sizeof(*h)) : NULL;
+        need > MAX_VARIABLES ? NULL : tg_arena_alloc(c->arena, (size_t)cap * sizeof(*v));
+    uint32_t *h = v ? tg_arena_alloc(c->arena, (size_t)cap * sizeof(*h)) : NULL;
     if (!h) {
         c->ok = false;
         return false;
@@ -1472,8 +1472,8 @@ bool tg_cypher_rewrite_verify(const tg_cypher_rewriter *rw, tg_cypher_node *quer
     if (rw->isolation == TG_CYPHER_ISOLATION_DATABASE)
         return true;
     unsigned char stack[4096];
-    tg_cypher_arena arena;
-    tg_cypher_arena_init(&arena, stack, sizeof(stack), 0);
+    tg_arena arena;
+    tg_arena_init(&arena, stack, sizeof(stack), 0);
     vctx c = {.rw = rw,
               .label = {label ? label : "", label ? label_len : 0},
               .arena = &arena,
@@ -1482,7 +1482,7 @@ bool tg_cypher_rewrite_verify(const tg_cypher_rewriter *rw, tg_cypher_node *quer
     if (query->kind == TG_CYPHER_QUERY)
         v_query(&c, query, &empty, NULL, &cols);
     bool ok = c.ok && verify_walk(rw, query, c.label);
-    tg_cypher_arena_release(&arena);
+    tg_arena_release(&arena);
     return ok;
 }
 
@@ -1517,8 +1517,8 @@ static int rewrite_uncached(const tg_cypher_rewriter *rw, tg_cypher_str label, c
                             size_t len, tg_cypher_result *out, tg_cypher_error *err)
 {
     unsigned char stack[ARENA_STACK];
-    tg_cypher_arena arena;
-    tg_cypher_arena_init(&arena, stack, sizeof(stack), rw->limits.max_memory);
+    tg_arena arena;
+    tg_arena_init(&arena, stack, sizeof(stack), rw->limits.max_memory);
     tg_cypher_node *q;
     int rc = tg_cypher_parse(&arena, text, len, &rw->limits, &q, err);
     rctx c = {.rw = rw, .arena = &arena, .err = err, .label = label};
@@ -1539,7 +1539,7 @@ static int rewrite_uncached(const tg_cypher_rewriter *rw, tg_cypher_str label, c
             snprintf(err->reason, sizeof(err->reason), "out of memory");
         err->transient = rc == TG_ENOMEM;
     }
-    tg_cypher_arena_release(&arena);
+    tg_arena_release(&arena);
     if (rc)
         return rc;
 
@@ -1550,12 +1550,12 @@ static int rewrite_uncached(const tg_cypher_rewriter *rw, tg_cypher_str label, c
     vl.max_nodes *= 2;
     vl.max_depth += 4;
     vl.max_memory *= 2;
-    tg_cypher_arena_init(&arena, stack, sizeof(stack), vl.max_memory);
+    tg_arena_init(&arena, stack, sizeof(stack), vl.max_memory);
     tg_cypher_error verr;
     rc = tg_cypher_parse(&arena, out->text.s, out->text.len, &vl, &q, &verr);
     if (rc == 0 && !tg_cypher_rewrite_verify(rw, q, label.s, label.len))
         rc = TG_EPROTO;
-    tg_cypher_arena_release(&arena);
+    tg_arena_release(&arena);
     if (rc) {
         err->transient = verr.transient && rc == TG_ENOMEM;
         snprintf(err->reason, sizeof(err->reason), "%s",

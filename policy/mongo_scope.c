@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/byteorder.h"
 #include "proxy/error.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -1267,11 +1268,6 @@ bool tg_mongo_tenant_unmap_db(const tg_mongo_tenant *t, const char *backend, siz
 
 /* ---- structural validation --------------------------------------------------------------- */
 
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /*
  * One document, element by element, with exactly the checks libbson's
  * iterator makes (bson-iter.c, _bson_iter_next_internal), so that every
@@ -1283,7 +1279,7 @@ static uint32_t le32(const uint8_t *p)
  */
 static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
 {
-    if (depth > TG_MONGO_BSON_MAX_DEPTH || len < 5 || len > INT32_MAX || le32(p) != len ||
+    if (depth > TG_MONGO_BSON_MAX_DEPTH || len < 5 || len > INT32_MAX || tg_load_le32(p) != len ||
         p[len - 1] != 0)
         return false;
     size_t off = 4;
@@ -1303,7 +1299,7 @@ static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
         case BSON_TYPE_SYMBOL:
             if (o + 4 >= len)
                 return false;
-            l = le32(p + o);
+            l = tg_load_le32(p + o);
             if (l > len - (o + 4))
                 return false;
             next = o + 4 + l;
@@ -1313,11 +1309,11 @@ static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
         case BSON_TYPE_BINARY:
             if (o >= len - 4)
                 return false;
-            l = le32(p + o);
+            l = tg_load_le32(p + o);
             if (l >= len - o - 4)
                 return false;
             if (p[o + 4] == BSON_SUBTYPE_BINARY_DEPRECATED &&
-                (l < 4 || (int64_t)(int32_t)le32(p + o + 5) + 4 != (int64_t)l))
+                (l < 4 || (int64_t)(int32_t)tg_load_le32(p + o + 5) + 4 != (int64_t)l))
                 return false;
             next = o + 5 + l;
             break;
@@ -1325,7 +1321,7 @@ static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
         case BSON_TYPE_ARRAY:
             if (o >= len - 4)
                 return false;
-            l = le32(p + o);
+            l = tg_load_le32(p + o);
             if (l > len - o)
                 return false;
             next = o + l;
@@ -1352,7 +1348,7 @@ static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
         case BSON_TYPE_DBPOINTER:
             if (o >= len - 4)
                 return false;
-            l = le32(p + o);
+            l = tg_load_le32(p + o);
             if (l == 0 || l > len - o - 4 || p[o + l + 3] != 0)
                 return false;
             next = o + 4 + l + 12;
@@ -1360,15 +1356,15 @@ static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
         case BSON_TYPE_CODEWSCOPE: {
             if (len < 19 || o >= len - 14)
                 return false;
-            l = le32(p + o);
+            l = tg_load_le32(p + o);
             if (l < 14 || l >= len - o)
                 return false;
             next = o + l;
-            size_t sl = le32(p + o + 4);
+            size_t sl = tg_load_le32(p + o + 4);
             if (sl == 0 || sl >= len - o - 8 || o + 8 + sl + 4 >= next)
                 return false;
             sub_off = o + 8 + sl;
-            sub_len = le32(p + sub_off);
+            sub_len = tg_load_le32(p + sub_off);
             if (sub_off + sub_len != next)
                 return false;
             break;

@@ -60,7 +60,6 @@
 #include "policy/sql_guard.h"
 
 #include <inttypes.h>
-#include <stdalign.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -76,7 +75,9 @@
 #include <xxhash.h>
 
 #include "policy/sql_normalize.h"
+#include "proxy/arena.h"
 #include "proxy/error.h"
+#include "proxy/lru.h"
 
 /* ---- limits ------------------------------------------------------------------------------- */
 
@@ -530,85 +531,26 @@ void tg_sql_guard_free(tg_sql_guard *g)
 
 /*
  * protobuf-c allocates every message of an unpacked tree separately; a bump
- * arena (first block on the caller's stack) makes unpacking cheap and freeing
- * a handful of free() calls.
+ * arena (proxy/arena.h, first block on the caller's stack) makes unpacking
+ * cheap and freeing a handful of free() calls.
  */
-typedef struct arena_block {
-    struct arena_block *next;
-    size_t size;
-} arena_block;
-
-typedef struct arena {
-    unsigned char *cur;
-    size_t left;
-    arena_block *blocks;
-    size_t next_size;
-    bool failed;
-} arena;
-
-#define ARENA_ALIGN 16
 #define ARENA_STACK 8192
 
-static void arena_init(arena *a, unsigned char *buf, size_t len)
+static void *pb_arena_alloc(void *data, size_t size)
 {
-    a->cur = buf;
-    a->left = len;
-    a->blocks = NULL;
-    a->next_size = 16384;
-    a->failed = false;
+    return tg_arena_alloc(data, size);
 }
 
-static void *arena_alloc(void *data, size_t size)
-{
-    arena *a = data;
-    if (size > SIZE_MAX / 2) {
-        a->failed = true;
-        return NULL;
-    }
-    size = (size + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    if (size > a->left) {
-        size_t hdr = (sizeof(arena_block) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-        size_t bsize = a->next_size;
-        while (bsize < size + hdr)
-            bsize *= 2;
-        arena_block *b = malloc(bsize);
-        if (!b) {
-            a->failed = true;
-            return NULL;
-        }
-        b->next = a->blocks;
-        b->size = bsize;
-        a->blocks = b;
-        a->cur = (unsigned char *)b + hdr;
-        a->left = bsize - hdr;
-        if (a->next_size < ((size_t)1 << 24))
-            a->next_size *= 2;
-    }
-    void *p = a->cur;
-    a->cur += size;
-    a->left -= size;
-    return p;
-}
-
-static void arena_free_nothing(void *data, void *p)
+static void pb_arena_free(void *data, void *p)
 {
     (void)data;
     (void)p;
 }
 
-static void arena_release(arena *a)
-{
-    while (a->blocks) {
-        arena_block *next = a->blocks->next;
-        free(a->blocks);
-        a->blocks = next;
-    }
-}
-
-static char *arena_strdup2(arena *a, const char *p1, const char *p2)
+static char *arena_strdup2(tg_arena *a, const char *p1, const char *p2)
 {
     size_t l1 = strlen(p1), l2 = strlen(p2);
-    char *s = arena_alloc(a, l1 + l2 + 1);
+    char *s = tg_arena_alloc(a, l1 + l2 + 1);
     if (!s)
         return NULL;
     memcpy(s, p1, l1);
@@ -629,7 +571,7 @@ typedef struct walker {
     enum walk_mode mode;
     const char *prefix; /* WALK_REWRITE / WALK_VERIFY */
     size_t prefix_len;
-    arena *arena;
+    tg_arena *arena;
     unsigned depth;
     bool in_ddl;     /* inside a DDL statement that allow_ddl let through */
     bool no_strings; /* inside a ColumnRef or a constant: String nodes are not names */
@@ -1469,7 +1411,7 @@ static int depth_precheck(const char *text)
  * *tree is the unpacked tree (in a) and *parse the raw result, both for the
  * caller to release; on DENY they are left empty.
  */
-static void judge_text(walker *w, const char *text, size_t len, arena *a,
+static void judge_text(walker *w, const char *text, size_t len, tg_arena *a,
                        PgQueryProtobufParseResult *parse, PgQuery__ParseResult **tree)
 {
     *tree = NULL;
@@ -1501,11 +1443,11 @@ static void judge_text(walker *w, const char *text, size_t len, arena *a,
         deny(w, "statement could not be parsed");
         return;
     }
-    ProtobufCAllocator alloc = {arena_alloc, arena_free_nothing, a};
+    ProtobufCAllocator alloc = {pb_arena_alloc, pb_arena_free, a};
     *tree = pg_query__parse_result__unpack(&alloc, parse->parse_tree.len,
                                            (const uint8_t *)parse->parse_tree.data);
     if (!*tree) {
-        if (a->failed)
+        if (tg_arena_failed(a))
             deny_oom(w);
         else
             deny(w, "statement could not be parsed");
@@ -1564,13 +1506,13 @@ static bool judge(const tg_sql_guard *g, const char *sql, size_t len, tg_sql_ver
         if (!text) {
             deny_oom(&w);
         } else {
-            alignas(ARENA_ALIGN) unsigned char buf[ARENA_STACK];
-            arena a;
-            arena_init(&a, buf, sizeof(buf));
+            unsigned char buf[ARENA_STACK];
+            tg_arena a;
+            tg_arena_init(&a, buf, sizeof(buf), 0);
             PgQueryProtobufParseResult parse;
             PgQuery__ParseResult *tree;
             judge_text(&w, text, len, &a, &parse, &tree);
-            arena_release(&a);
+            tg_arena_release(&a);
             pg_query_free_protobuf_parse_result(parse);
             if (text != stack)
                 free(text);
@@ -1586,58 +1528,37 @@ static bool judge(const tg_sql_guard *g, const char *sql, size_t len, tg_sql_ver
 
 /* ---- the verdict cache -------------------------------------------------------------------- */
 
-#define NIL UINT32_MAX
-
 /*
- * One LRU holds two key spaces. Exact text: key and check = the two halves of
- * XXH3-128 of the text seeded with the guard's (secret) identity, len = the
- * text's length. Normalized: the same over the normalized form with another
- * seed, len = NORM_LEN_BIT | the length class | the form's length, so the two
- * spaces cannot meet even on a full 128-bit collision.
+ * One LRU (proxy/lru.h) holds two key spaces. Exact text: key and check = the
+ * two halves of XXH3-128 of the text seeded with the guard's (secret)
+ * identity, len = the text's length. Normalized: the same over the
+ * normalized form with another seed, len = NORM_LEN_BIT | the length class |
+ * the form's length, so the two spaces cannot meet even on a full 128-bit
+ * collision.
  */
 #define NORM_LEN_BIT (UINT64_C(1) << 63)
 #define NORM_LONG_BIT (UINT64_C(1) << 62) /* longer than TG_SQL_SHORT_TEXT: depth pre-check */
 
+/* An entry: the index's part, then the verdict. */
 typedef struct cache_entry {
-    uint64_t key;   /* see above */
-    uint64_t check; /* a second, independent hash: guards against key collisions */
-    uint64_t len;
-    uint32_t prev, next; /* LRU list, most recent first */
-    uint32_t chain;      /* next entry of the same bucket */
+    tg_lru_slot slot;
     uint8_t kind;
     char reason[REASON_SIZE];
 } cache_entry;
 
 struct tg_sql_cache {
-    uint32_t capacity, used, mask;
-    uint32_t head, tail;
-    uint32_t *buckets;
-    cache_entry *entries;
+    tg_lru index; /* of cache_entry */
     uint64_t hits, misses, evictions;
     uint64_t norm_hits, norm_refused;
 };
 
 tg_sql_cache *tg_sql_cache_new(uint32_t entries)
 {
-    if (entries == 0 || entries > (UINT32_C(1) << 30))
-        return NULL;
     tg_sql_cache *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    uint32_t nb = 1;
-    while (nb < entries)
-        nb <<= 1;
-    c->capacity = entries;
-    c->mask = nb - 1;
-    c->head = c->tail = NIL;
-    c->buckets = malloc((size_t)nb * sizeof(uint32_t));
-    c->entries = calloc(entries, sizeof(cache_entry));
-    if (!c->buckets || !c->entries) {
-        tg_sql_cache_free(c);
+    if (c && tg_lru_init(&c->index, entries, sizeof(cache_entry)) != 0) {
+        free(c);
         return NULL;
     }
-    for (uint32_t i = 0; i < nb; i++)
-        c->buckets[i] = NIL;
     return c;
 }
 
@@ -1645,8 +1566,7 @@ void tg_sql_cache_free(tg_sql_cache *c)
 {
     if (!c)
         return;
-    free(c->buckets);
-    free(c->entries);
+    tg_lru_destroy(&c->index);
     free(c);
 }
 
@@ -1655,8 +1575,8 @@ void tg_sql_cache_stats(const tg_sql_cache *c, tg_sql_cache_counters *out)
     memset(out, 0, sizeof(*out));
     if (!c)
         return;
-    out->capacity = c->capacity;
-    out->entries = c->used;
+    out->capacity = c->index.capacity;
+    out->entries = tg_lru_count(&c->index);
     out->hits = c->hits;
     out->misses = c->misses;
     out->evictions = c->evictions;
@@ -1664,76 +1584,18 @@ void tg_sql_cache_stats(const tg_sql_cache *c, tg_sql_cache_counters *out)
     out->norm_refused = c->norm_refused;
 }
 
-static void lru_unlink(tg_sql_cache *c, uint32_t i)
-{
-    cache_entry *e = &c->entries[i];
-    if (e->prev != NIL)
-        c->entries[e->prev].next = e->next;
-    else
-        c->head = e->next;
-    if (e->next != NIL)
-        c->entries[e->next].prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NIL;
-}
-
-static void lru_push_front(tg_sql_cache *c, uint32_t i)
-{
-    cache_entry *e = &c->entries[i];
-    e->prev = NIL;
-    e->next = c->head;
-    if (c->head != NIL)
-        c->entries[c->head].prev = i;
-    c->head = i;
-    if (c->tail == NIL)
-        c->tail = i;
-}
-
-static uint32_t cache_find(const tg_sql_cache *c, uint64_t key, uint64_t check, uint64_t len)
-{
-    for (uint32_t i = c->buckets[key & c->mask]; i != NIL; i = c->entries[i].chain) {
-        const cache_entry *e = &c->entries[i];
-        if (e->key == key && e->check == check && e->len == len)
-            return i;
-    }
-    return NIL;
-}
-
-static void bucket_remove(tg_sql_cache *c, uint32_t i)
-{
-    uint32_t *link = &c->buckets[c->entries[i].key & c->mask];
-    while (*link != NIL && *link != i)
-        link = &c->entries[*link].chain;
-    if (*link == i)
-        *link = c->entries[i].chain;
-}
-
 static void cache_store(tg_sql_cache *c, uint64_t key, uint64_t check, uint64_t len,
                         const tg_sql_verdict *v)
 {
-    uint32_t i = cache_find(c, key, check, len);
-    if (i == NIL) {
-        if (c->used < c->capacity) {
-            i = c->used++;
-        } else {
-            i = c->tail; /* evict the least recently used */
-            lru_unlink(c, i);
-            bucket_remove(c, i);
-            c->evictions++;
-        }
-        cache_entry *e = &c->entries[i];
-        e->key = key;
-        e->check = check;
-        e->len = len;
-        e->chain = c->buckets[key & c->mask];
-        c->buckets[key & c->mask] = i;
-        lru_push_front(c, i);
+    uint32_t i = tg_lru_find(&c->index, key, check, len);
+    if (i == TG_LRU_NIL) {
+        bool evicted;
+        i = tg_lru_insert(&c->index, &(tg_lru_key){key, check, len}, &evicted);
+        c->evictions += evicted;
     } else {
-        lru_unlink(c, i);
-        lru_push_front(c, i);
+        tg_lru_touch(&c->index, i);
     }
-    cache_entry *e = &c->entries[i];
+    cache_entry *e = tg_lru_entry(&c->index, i);
     e->kind = (uint8_t)v->kind;
     memcpy(e->reason, v->reason, sizeof(e->reason));
 }
@@ -1745,16 +1607,12 @@ static void cache_store(tg_sql_cache *c, uint64_t key, uint64_t check, uint64_t 
 /* Texts up to this size are normalized on the stack; longer ones in a heap buffer. */
 #define TG_SQL_NORM_STACK 4096
 
-typedef struct norm_key {
-    uint64_t key, check, len;
-} norm_key;
-
 /*
  * The normalized key of sql: 1 when there is one, 0 when the text has no
  * literal (its exact key says it all), TG_EINVAL when the normalizer refused
  * it, TG_ENOMEM.
  */
-static int normalized_key(const tg_sql_guard *g, const char *sql, size_t len, norm_key *k)
+static int normalized_key(const tg_sql_guard *g, const char *sql, size_t len, tg_lru_key *k)
 {
     char stack[TG_SQL_NORM_STACK];
     char *buf = len <= sizeof(stack) ? stack : malloc(len);
@@ -1779,10 +1637,10 @@ static int normalized_key(const tg_sql_guard *g, const char *sql, size_t len, no
 static tg_sql_verdict_kind cache_serve(tg_sql_cache *c, uint32_t i, tg_sql_verdict *out)
 {
     c->hits++;
-    lru_unlink(c, i);
-    lru_push_front(c, i);
-    out->kind = (tg_sql_verdict_kind)c->entries[i].kind;
-    memcpy(out->reason, c->entries[i].reason, sizeof(out->reason));
+    tg_lru_touch(&c->index, i);
+    const cache_entry *e = tg_lru_entry(&c->index, i);
+    out->kind = (tg_sql_verdict_kind)e->kind;
+    memcpy(out->reason, e->reason, sizeof(out->reason));
     return out->kind;
 }
 
@@ -1834,14 +1692,14 @@ tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cach
     if (!sql)
         sql = "";
     uint64_t key = 0, check = 0;
-    norm_key nk = {0, 0, 0};
+    tg_lru_key nk = {0, 0, 0};
     int have_norm = 0;
     if (cache) {
         XXH128_hash_t h = XXH3_128bits_withSeed(sql, len, g->identity);
         key = h.low64;
         check = h.high64;
-        uint32_t i = cache_find(cache, key, check, len);
-        if (i != NIL) {
+        uint32_t i = tg_lru_find(&cache->index, key, check, len);
+        if (i != TG_LRU_NIL) {
             cache_serve(cache, i, out);
             return finish_check(g, sql, len, out);
         }
@@ -1849,8 +1707,8 @@ tg_sql_verdict_kind tg_sql_guard_check(const tg_sql_guard *g, tg_sql_cache *cach
         if (have_norm == TG_EINVAL)
             cache->norm_refused++;
         if (have_norm > 0) {
-            i = cache_find(cache, nk.key, nk.check, nk.len);
-            if (i != NIL) {
+            i = tg_lru_find(&cache->index, nk.key, nk.check, nk.len);
+            if (i != TG_LRU_NIL) {
                 cache->norm_hits++;
                 cache_serve(cache, i, out);
                 return finish_check(g, sql, len, out);
@@ -1876,9 +1734,9 @@ static int rewrite_pass(const tg_sql_guard *g, const char *text, size_t len, con
                         enum walk_mode mode, char **deparsed, walker *w)
 {
     walker_init(w, g, mode, prefix);
-    alignas(ARENA_ALIGN) unsigned char buf[ARENA_STACK];
-    arena a;
-    arena_init(&a, buf, sizeof(buf));
+    unsigned char buf[ARENA_STACK];
+    tg_arena a;
+    tg_arena_init(&a, buf, sizeof(buf), 0);
     PgQueryProtobufParseResult parse;
     PgQuery__ParseResult *tree;
     int rc = 0;
@@ -1900,7 +1758,7 @@ static int rewrite_pass(const tg_sql_guard *g, const char *text, size_t len, con
             free(packed);
         }
     }
-    arena_release(&a);
+    tg_arena_release(&a);
     pg_query_free_protobuf_parse_result(parse);
     if (w->deny)
         rc = w->transient ? TG_ENOMEM : TG_EINVAL;

@@ -19,7 +19,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from redis_commands import GenError, Server  # noqa: E402
+from redis_commands import GenError, Server, server_version  # noqa: E402
 
 DEFAULT_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "tests", "unit", "policy", "data"))
 
@@ -78,9 +78,7 @@ def capture(binary, out_dir):
     srv = Server(binary)
     try:
         c = srv.start()
-        info = c.call("INFO", "server")
-        version = next(l.split(":", 1)[1].strip() for l in info.splitlines()
-                       if l.startswith("redis_version:"))
+        version = server_version(c)
         send(c, "COMMAND")
         resp2 = raw_reply(c)
         send(c, "HELLO", "3")

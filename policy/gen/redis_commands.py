@@ -231,13 +231,18 @@ def docs_groups(docs):
     return groups
 
 
+def server_version(conn):
+    """The redis_version line of the server's INFO."""
+    info = conn.call("INFO", "server")
+    return next(l.split(":", 1)[1].strip() for l in info.splitlines()
+                if l.startswith("redis_version:"))
+
+
 def generate(binary):
     srv = Server(binary)
     try:
         c = srv.start()
-        info = c.call("INFO", "server")
-        version = next(l.split(":", 1)[1].strip() for l in info.splitlines()
-                       if l.startswith("redis_version:"))
+        version = server_version(c)
         commands = c.call("COMMAND")
         groups = docs_groups(c.call("COMMAND", "DOCS"))
         c.close()

@@ -28,28 +28,10 @@
 
 #include <string.h>
 
+#include "proxy/byteorder.h"
 #include "proxy/error.h"
 
 static const uint8_t magic[4] = {0x60, 0x60, 0xB0, 0x17};
-
-static uint32_t be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_be16(uint8_t *p, size_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
 
 /* ---- handshake ---- */
 
@@ -61,7 +43,7 @@ ssize_t tg_bolt_decode_handshake(const uint8_t *buf, size_t len, tg_bolt_handsha
     if (len < TG_BOLT_HANDSHAKE_SIZE)
         return TG_NEED_MORE;
     for (int k = 0; k < 4; k++)
-        out->proposals[k] = be32(buf + 4 + 4 * k);
+        out->proposals[k] = tg_load_be32(buf + 4 + 4 * k);
     return TG_BOLT_HANDSHAKE_SIZE;
 }
 
@@ -114,7 +96,7 @@ int tg_bolt_write_handshake(tg_buf *out, const uint32_t proposals[4])
     uint8_t hs[TG_BOLT_HANDSHAKE_SIZE];
     memcpy(hs, magic, 4);
     for (int k = 0; k < 4; k++)
-        put_be32(hs + 4 + 4 * k, proposals[k]);
+        tg_store_be32(hs + 4 + 4 * k, proposals[k]);
     return tg_buf_append(out, hs, sizeof(hs));
 }
 
@@ -171,8 +153,8 @@ int tg_bolt_write_manifest(tg_buf *out, const uint16_t *supported, size_t n, uin
         while (j + 1 < m && TG_BOLT_MAJOR(v[j + 1]) == TG_BOLT_MAJOR(v[i]) &&
                TG_BOLT_MINOR(v[j + 1]) + 1 == TG_BOLT_MINOR(v[j]))
             j++;
-        put_be32(entries + 4 * count,
-                 tg_bolt_proposal(v[i], (uint8_t)(TG_BOLT_MINOR(v[i]) - TG_BOLT_MINOR(v[j]))));
+        tg_store_be32(entries + 4 * count,
+                      tg_bolt_proposal(v[i], (uint8_t)(TG_BOLT_MINOR(v[i]) - TG_BOLT_MINOR(v[j]))));
         count++;
         i = j + 1;
     }
@@ -236,7 +218,7 @@ ssize_t tg_bolt_decode_frame(const uint8_t *buf, size_t len, size_t max_msg, tg_
                 *scan = s;
             return TG_NEED_MORE;
         }
-        size_t n = ((size_t)buf[s.pos] << 8) | buf[s.pos + 1];
+        size_t n = tg_load_be16(buf + s.pos);
         if (n == 0) {
             out->size = s.pos + 2;
             out->len = s.len;
@@ -270,7 +252,7 @@ void tg_bolt_frame_copy(const uint8_t *buf, const tg_bolt_frame *f, uint8_t *dst
 {
     size_t pos = 0, copied = 0;
     while (copied < f->len) {
-        size_t n = ((size_t)buf[pos] << 8) | buf[pos + 1];
+        size_t n = tg_load_be16(buf + pos);
         memcpy(dst + copied, buf + pos + 2, n);
         copied += n;
         pos += 2 + n;
@@ -293,7 +275,7 @@ int tg_bolt_write_chunked(tg_buf *out, const void *msg, size_t len, size_t max_c
     const uint8_t *src = msg;
     for (size_t off = 0; off < len; off += max_chunk) {
         size_t n = len - off < max_chunk ? len - off : max_chunk;
-        put_be16(p, n);
+        tg_store_be16(p, (uint16_t)n);
         memcpy(p + 2, src + off, n);
         p += 2 + n;
     }
@@ -794,9 +776,9 @@ int tg_bolt_end(tg_bolt_builder *b)
         if (n > TG_BOLT_MAX_CHUNK)
             n = TG_BOLT_MAX_CHUNK;
         memmove(base + dst, base + src, n);
-        put_be16(base + dst - 2, n);
+        tg_store_be16(base + dst - 2, (uint16_t)n);
     }
-    put_be16(base, len < TG_BOLT_MAX_CHUNK ? len : TG_BOLT_MAX_CHUNK);
+    tg_store_be16(base, (uint16_t)(len < TG_BOLT_MAX_CHUNK ? len : TG_BOLT_MAX_CHUNK));
     base[2 + len + 2 * (chunks - 1)] = 0;
     base[2 + len + 2 * (chunks - 1) + 1] = 0;
     out->len += extra;

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "proxy/error.h"
+#include "proxy/utf8.h"
 
 const char *tg_ps_type_name(tg_ps_type type)
 {
@@ -68,57 +69,6 @@ static int64_t sign_extend(uint64_t v, unsigned bits)
         v = (v ^ m) - m; /* wraps modulo 2^64: the 64-bit two's complement of the value */
     }
     return v <= (uint64_t)INT64_MAX ? (int64_t)v : -(int64_t)(~v) - 1;
-}
-
-/* ---- UTF-8 ---- */
-
-bool tg_ps_utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        /* ASCII runs eight bytes at a time. */
-        if (n - i >= 8) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if ((w & 0x8080808080808080ull) == 0) {
-                i += 8;
-                continue;
-            }
-        }
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            if (c == 0xE0)
-                lo = 0xA0; /* overlong */
-            else if (c == 0xED)
-                hi = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            if (c == 0xF0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xF4)
-                hi = 0x8F; /* above U+10FFFF */
-        } else {
-            return false; /* continuation byte, C0/C1 overlong, F5.. */
-        }
-        if (n - i - 1 < need)
-            return false;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= need; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-        i += need + 1;
-    }
-    return true;
 }
 
 /* ---- documents ---- */
@@ -328,7 +278,7 @@ sized:
     if (size > TG_PS_MAX_SIZE || size > left)
         return TG_EPROTO;
     val->u.s = (tg_slice){buf + p, (size_t)size};
-    if (val->type == TG_PS_T_STRING && !tg_ps_utf8_valid(buf + p, (size_t)size))
+    if (val->type == TG_PS_T_STRING && !tg_utf8_valid(buf + p, (size_t)size))
         return TG_EPROTO;
     p += (size_t)size;
     *pos = p;
@@ -673,7 +623,7 @@ void tg_ps_put_string(tg_ps_builder *b, const void *s, size_t n)
 {
     if (!slot_ok(b, TG_PS_T_STRING))
         return;
-    if (n > 0 && (!s || !tg_ps_utf8_valid(s, n))) {
+    if (n > 0 && (!s || !tg_utf8_valid(s, n))) {
         fail(b, TG_EINVAL);
         return;
     }

@@ -181,9 +181,6 @@ bool tg_ps_is_str(const tg_ps_doc *d, uint32_t i, const char *s);
  */
 bool tg_ps_equal(const tg_ps_doc *a, uint32_t i, const tg_ps_doc *b, uint32_t j);
 
-/* True when s is valid UTF-8 (no overlong forms, surrogates or values above U+10FFFF). */
-bool tg_ps_utf8_valid(const uint8_t *s, size_t n);
-
 /*
  * ---- building: values appended to a tg_buf with a sticky failure flag ----
  *

@@ -23,43 +23,14 @@
 #include <limits.h>
 #include <string.h>
 
+#include "proxy/byteorder.h"
 #include "proxy/error.h"
+#include "proxy/utf8.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define TG_CRC32C_SSE42 1
 #include <nmmintrin.h>
 #endif
-
-/* ---- little-endian helpers ---- */
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static uint64_t le64(const uint8_t *p)
-{
-    return (uint64_t)le32(p) | ((uint64_t)le32(p + 4) << 32);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-/* Two's complement without implementation-defined conversions. */
-static int32_t to_i32(uint32_t v)
-{
-    return v <= INT32_MAX ? (int32_t)v : (int32_t)(v - 0x80000000u) - INT32_MAX - 1;
-}
-
-static int64_t to_i64(uint64_t v)
-{
-    return v <= INT64_MAX ? (int64_t)v : (int64_t)(v - 0x8000000000000000u) - INT64_MAX - 1;
-}
 
 /* Sets *reason (when asked for) and returns TG_EPROTO. */
 static int refuse(const char **reason, const char *why)
@@ -71,59 +42,10 @@ static int refuse(const char **reason, const char *why)
 
 /* ---- UTF-8 ---- */
 
-/* The length of the well-formed UTF-8 character at p (n > 0 bytes left), or 0 (NUL included). */
-static size_t utf8_char(const uint8_t *p, size_t n)
-{
-    uint8_t c = p[0];
-    if (c < 0x80)
-        return c ? 1 : 0;
-    size_t need;
-    uint32_t cp, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-        cp = c & 0x1fu;
-        min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        need = 3;
-        cp = c & 0x0fu;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        cp = c & 0x07u;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return need;
-}
-
-/* True when p[0..n) is well-formed UTF-8 (NULs allowed only when allow_nul). */
+/* True when p[0..n) is well-formed UTF-8 (proxy/utf8.h), with NULs only when allow_nul. */
 static bool utf8_valid(const uint8_t *p, size_t n, bool allow_nul)
 {
-    while (n > 0) {
-        if (*p < 0x80) {
-            if (*p == 0 && !allow_nul)
-                return false;
-            p++;
-            n--;
-            continue;
-        }
-        size_t c = utf8_char(p, n);
-        if (c == 0)
-            return false;
-        p += c;
-        n -= c;
-    }
-    return true;
+    return tg_utf8_valid(p, n) && (allow_nul || n == 0 || !memchr(p, 0, n));
 }
 
 /* ---- names ---- */
@@ -161,7 +83,7 @@ ssize_t tg_mongo_decode_header(const uint8_t *buf, size_t len, uint32_t max_len,
 {
     if (len < 4)
         return TG_NEED_MORE;
-    uint32_t length = le32(buf);
+    uint32_t length = tg_load_le32(buf);
     if (length > INT32_MAX || length < TG_MONGO_HEADER_LEN)
         return TG_EPROTO;
     if (length > max_len)
@@ -169,9 +91,9 @@ ssize_t tg_mongo_decode_header(const uint8_t *buf, size_t len, uint32_t max_len,
     if (len < TG_MONGO_HEADER_LEN)
         return TG_NEED_MORE;
     out->message_length = (int32_t)length;
-    out->request_id = to_i32(le32(buf + 4));
-    out->response_to = to_i32(le32(buf + 8));
-    out->op_code = to_i32(le32(buf + 12));
+    out->request_id = tg_i32(tg_load_le32(buf + 4));
+    out->response_to = tg_i32(tg_load_le32(buf + 8));
+    out->op_code = tg_i32(tg_load_le32(buf + 12));
     return TG_MONGO_HEADER_LEN;
 }
 
@@ -192,10 +114,10 @@ ssize_t tg_mongo_decode(const uint8_t *buf, size_t len, uint32_t max_len, tg_mon
 
 void tg_mongo_write_header(uint8_t out[TG_MONGO_HEADER_LEN], const tg_mongo_header *h)
 {
-    put_le32(out, (uint32_t)h->message_length);
-    put_le32(out + 4, (uint32_t)h->request_id);
-    put_le32(out + 8, (uint32_t)h->response_to);
-    put_le32(out + 12, (uint32_t)h->op_code);
+    tg_store_le32(out, (uint32_t)h->message_length);
+    tg_store_le32(out + 4, (uint32_t)h->request_id);
+    tg_store_le32(out + 8, (uint32_t)h->response_to);
+    tg_store_le32(out + 12, (uint32_t)h->op_code);
 }
 
 /* ---- documents ---- */
@@ -230,7 +152,7 @@ static size_t string_size(const uint8_t *p, size_t room)
 {
     if (room < 5)
         return 0;
-    uint32_t n = le32(p);
+    uint32_t n = tg_load_le32(p);
     if (n < 1 || n > room - 4 || p[4 + n - 1] != 0)
         return 0;
     return 4 + (size_t)n;
@@ -357,15 +279,15 @@ static int walk_doc(const uint8_t *p, size_t len, bson_validate_flags_t flags, c
             break;
         }
         case BT_BINARY: {
-            if (room < 5 || le32(p + off) > room - 5)
+            if (room < 5 || tg_load_le32(p + off) > room - 5)
                 return refuse(reason, "invalid binary size");
-            uint32_t n = le32(p + off);
+            uint32_t n = tg_load_le32(p + off);
             v = 5 + (size_t)n;
             break;
         }
         case BT_DOCUMENT:
         case BT_ARRAY: {
-            uint32_t n = room >= 5 ? le32(p + off) : 0;
+            uint32_t n = room >= 5 ? tg_load_le32(p + off) : 0;
             if (n < 5 || n > room)
                 return refuse(reason, "embedded document size outside its container");
             if (depth == TG_MONGO_MAX_DEPTH)
@@ -376,11 +298,12 @@ static int walk_doc(const uint8_t *p, size_t len, bson_validate_flags_t flags, c
         }
         case BT_CODE_W_SCOPE: {
             /* int32 total | string code | document scope, the scope ending with the total. */
-            uint32_t total = room >= 14 ? le32(p + off) : 0;
+            uint32_t total = room >= 14 ? tg_load_le32(p + off) : 0;
             if (total < 14 || total > room)
                 return refuse(reason, "invalid code with scope");
             size_t code = string_size(p + off + 4, total - 4);
-            if (code == 0 || total - 4 - code < 5 || le32(p + off + 4 + code) != total - 4 - code)
+            if (code == 0 || total - 4 - code < 5 ||
+                tg_load_le32(p + off + 4 + code) != total - 4 - code)
                 return refuse(reason, "invalid code with scope");
             if (!string_ok(p + off + 4, code, t))
                 return refuse(reason, "string not UTF-8 or holding a NUL");
@@ -404,7 +327,7 @@ ssize_t tg_mongo_check_doc(const uint8_t *buf, size_t len, bson_validate_flags_t
 {
     if (len < 4)
         return refuse(reason, "document size missing");
-    uint32_t n = le32(buf);
+    uint32_t n = tg_load_le32(buf);
     if (n > INT32_MAX)
         return refuse(reason, "negative document size");
     if (n < 5)
@@ -428,7 +351,7 @@ int tg_mongo_seq_next(tg_slice *cursor, tg_slice *doc)
         return 0;
     if (cursor->len < 5)
         return TG_EPROTO;
-    uint32_t n = le32(cursor->base);
+    uint32_t n = tg_load_le32(cursor->base);
     if (n < 5 || n > cursor->len || cursor->base[n - 1] != 0)
         return TG_EPROTO;
     *doc = (tg_slice){cursor->base, n};
@@ -464,7 +387,7 @@ static int parse_sequence(const uint8_t *p, size_t off, size_t end, bson_validat
 {
     if (end - off < 4)
         return refuse(reason, "document sequence size missing");
-    uint32_t size = le32(p + off);
+    uint32_t size = tg_load_le32(p + off);
     if (size > INT32_MAX)
         return refuse(reason, "negative document sequence size");
     if (size < 5)
@@ -506,7 +429,7 @@ int tg_mongo_parse_msg(const tg_mongo_frame *f, bson_validate_flags_t validate, 
     if (end < 4)
         return refuse(reason, "OP_MSG without flagBits");
     tg_mongo_msg m;
-    m.flags = le32(p);
+    m.flags = tg_load_le32(p);
     m.body = (tg_slice){NULL, 0};
     m.n_seqs = 0;
     m.checksum = 0;
@@ -516,7 +439,7 @@ int tg_mongo_parse_msg(const tg_mongo_frame *f, bson_validate_flags_t validate, 
         if (end < 8)
             return refuse(reason, "OP_MSG checksum missing");
         end -= 4;
-        m.checksum = le32(p + end);
+        m.checksum = tg_load_le32(p + end);
         if (tg_mongo_crc32c(0, f->bytes.base, f->bytes.len - 4) != m.checksum)
             return refuse(reason, "OP_MSG checksum mismatch");
     }
@@ -578,7 +501,7 @@ int tg_mongo_parse_query(const tg_mongo_frame *f, bson_validate_flags_t validate
     if (end < 4)
         return refuse(reason, "OP_QUERY without flags");
     tg_mongo_query q;
-    uint32_t flags = le32(p);
+    uint32_t flags = tg_load_le32(p);
     if (flags & ~TG_MONGO_QUERY_KNOWN_FLAGS)
         return refuse(reason, "reserved OP_QUERY flag bit");
     q.flags = (int32_t)flags;
@@ -594,8 +517,8 @@ int tg_mongo_parse_query(const tg_mongo_frame *f, bson_validate_flags_t validate
     off += name;
     if (end - off < 8)
         return refuse(reason, "numberToSkip or numberToReturn missing");
-    q.number_to_skip = to_i32(le32(p + off));
-    q.number_to_return = to_i32(le32(p + off + 4));
+    q.number_to_skip = tg_i32(tg_load_le32(p + off));
+    q.number_to_return = tg_i32(tg_load_le32(p + off + 4));
     off += 8;
     ssize_t n = tg_mongo_check_doc(p + off, end - off, validate, reason);
     if (n < 0)
@@ -626,10 +549,10 @@ int tg_mongo_parse_reply(const tg_mongo_frame *f, bson_validate_flags_t validate
     if (end < 20)
         return refuse(reason, "OP_REPLY fields missing");
     tg_mongo_reply r;
-    r.response_flags = to_i32(le32(p));
-    r.cursor_id = to_i64(le64(p + 4));
-    r.starting_from = to_i32(le32(p + 12));
-    r.number_returned = to_i32(le32(p + 16));
+    r.response_flags = tg_i32(tg_load_le32(p));
+    r.cursor_id = tg_i64(tg_load_le64(p + 4));
+    r.starting_from = tg_i32(tg_load_le32(p + 12));
+    r.number_returned = tg_i32(tg_load_le32(p + 16));
     if (r.number_returned < 0)
         return refuse(reason, "negative numberReturned");
     size_t off = 20;
@@ -692,7 +615,7 @@ static void b_u8(builder *b, uint8_t v)
 static void b_u32(builder *b, uint32_t v)
 {
     uint8_t p[4];
-    put_le32(p, v);
+    tg_store_le32(p, v);
     b_put(b, p, 4);
 }
 
@@ -718,7 +641,7 @@ static void b_patch_size(builder *b, size_t at)
         b_fail(b, TG_EINVAL);
         return;
     }
-    put_le32(b->out->data + at, (uint32_t)n);
+    tg_store_le32(b->out->data + at, (uint32_t)n);
 }
 
 static int b_end(builder *b)
@@ -746,7 +669,7 @@ static int b_end_message(builder *b, bool checksum)
         if (n > INT32_MAX)
             b_fail(b, TG_EINVAL);
         else
-            put_le32(b->out->data + b->start, (uint32_t)n);
+            tg_store_le32(b->out->data + b->start, (uint32_t)n);
     }
     if (checksum && !b->failed)
         b_u32(b, tg_mongo_crc32c(0, b->out->data + b->start, b->out->len - b->start));
@@ -831,7 +754,7 @@ static void b_reason(builder *b, const char *reason)
     const uint8_t *p = (const uint8_t *)reason;
     size_t n = strlen(reason), written = 0;
     while (n > 0 && !b->failed) {
-        size_t c = utf8_char(p, n);
+        size_t c = tg_utf8_next(p, n);
         size_t w = c ? c : 1;
         if (written + w > TG_MONGO_REASON_MAX)
             break;
@@ -860,7 +783,7 @@ static void b_string_elem(builder *b, const char *key, const char *prefix, const
         b_put(b, value, strlen(value));
     b_u8(b, 0);
     if (!b->failed)
-        put_le32(b->out->data + at, (uint32_t)(b->out->len - at - 4));
+        tg_store_le32(b->out->data + at, (uint32_t)(b->out->len - at - 4));
 }
 
 static void b_error_doc(builder *b, int32_t code, const char *code_name, const char *reason)

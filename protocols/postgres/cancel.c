@@ -26,6 +26,7 @@
 
 #include <openssl/rand.h>
 
+#include "proxy/byteorder.h"
 #include "proxy/error.h"
 
 #define CANCEL_LISTENER_MAX 64 /* bytes, NUL included */
@@ -136,9 +137,8 @@ static int draw(tg_pg_cancel_key *out)
     unsigned char b[8];
     if (RAND_bytes(b, sizeof(b)) != 1)
         return TG_EIO;
-    uint32_t pid =
-        ((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3]) & 0x7fffffffu;
-    uint32_t key = (uint32_t)b[4] << 24 | (uint32_t)b[5] << 16 | (uint32_t)b[6] << 8 | b[7];
+    uint32_t pid = tg_load_be32(b) & 0x7fffffffu;
+    uint32_t key = tg_load_be32(b + 4);
     out->pid = (int32_t)pid;
     memcpy(&out->key, &key, sizeof(out->key)); /* two's complement reinterpretation */
     return 0;

@@ -20,33 +20,8 @@
 #include <limits.h>
 #include <string.h>
 
+#include "proxy/byteorder.h"
 #include "proxy/error.h"
-
-/* ---- big-endian helpers ---- */
-
-static uint32_t be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-/* Two's complement without implementation-defined conversions. */
-static int32_t to_i32(uint32_t v)
-{
-    return v <= INT32_MAX ? (int32_t)v : (int32_t)(v - 0x80000000u) - INT32_MAX - 1;
-}
-
-static int16_t to_i16(uint16_t v)
-{
-    return v <= INT16_MAX ? (int16_t)v : (int16_t)((int32_t)v - 0x10000);
-}
 
 /* ---- framing ---- */
 
@@ -54,7 +29,7 @@ ssize_t tg_pg_decode(const uint8_t *buf, size_t len, uint32_t max_len, tg_pg_msg
 {
     if (len < 5)
         return TG_NEED_MORE;
-    uint32_t length = be32(buf + 1);
+    uint32_t length = tg_load_be32(buf + 1);
     if (length > INT32_MAX || length < 4)
         return TG_EPROTO;
     if (length > max_len || (uint64_t)length + 1 > (uint64_t)SSIZE_MAX)
@@ -84,14 +59,14 @@ ssize_t tg_pg_decode_startup(const uint8_t *buf, size_t len, uint32_t max_len, t
         max_len = TG_PG_MAX_STARTUP;
     if (len < 4)
         return TG_NEED_MORE;
-    uint32_t length = be32(buf);
+    uint32_t length = tg_load_be32(buf);
     if (length > INT32_MAX || length < 8)
         return TG_EPROTO;
     if (length > max_len)
         return TG_ETOOBIG;
     if (len < 8)
         return TG_NEED_MORE;
-    uint32_t code = be32(buf + 4);
+    uint32_t code = tg_load_be32(buf + 4);
     /* Fixed-size requests are refused as soon as the code is in, not after the body. */
     if ((code == TG_PG_SSL_REQUEST_CODE || code == TG_PG_GSSENC_REQUEST_CODE) && length != 8)
         return TG_EPROTO;
@@ -104,8 +79,8 @@ ssize_t tg_pg_decode_startup(const uint8_t *buf, size_t len, uint32_t max_len, t
 
     tg_pg_startup s = {.code = code, .size = length};
     if (code == TG_PG_CANCEL_REQUEST_CODE) {
-        s.cancel_pid = be32(buf + 8);
-        s.cancel_key = be32(buf + 12);
+        s.cancel_pid = tg_load_be32(buf + 8);
+        s.cancel_key = tg_load_be32(buf + 12);
     } else if (code >> 16 == 3) {
         if (buf[length - 1] != 0)
             return TG_EPROTO;
@@ -225,13 +200,13 @@ uint8_t tg_pg_get_u8(tg_pg_reader *r)
 int16_t tg_pg_get_i16(tg_pg_reader *r)
 {
     const uint8_t *p = take(r, 2);
-    return p ? to_i16((uint16_t)((p[0] << 8) | p[1])) : 0;
+    return p ? tg_i16(tg_load_be16(p)) : 0;
 }
 
 int32_t tg_pg_get_i32(tg_pg_reader *r)
 {
     const uint8_t *p = take(r, 4);
-    return p ? to_i32(be32(p)) : 0;
+    return p ? tg_i32(tg_load_be32(p)) : 0;
 }
 
 tg_slice tg_pg_get_cstr(tg_pg_reader *r)
@@ -414,8 +389,8 @@ int tg_pg_parse_backend_key(const tg_pg_msg *m, int32_t *pid, int32_t *key)
         return TG_EINVAL;
     if (m->body.len != 8)
         return TG_EPROTO;
-    *pid = to_i32(be32(m->body.base));
-    *key = to_i32(be32(m->body.base + 4));
+    *pid = tg_i32(tg_load_be32(m->body.base));
+    *key = tg_i32(tg_load_be32(m->body.base + 4));
     return 0;
 }
 
@@ -484,7 +459,7 @@ static int finish(tg_pg_builder *b, size_t header, size_t max)
         if (length > max)
             fail(b, TG_EINVAL);
         else
-            put_be32(b->out->data + b->start + header, (uint32_t)length);
+            tg_store_be32(b->out->data + b->start + header, (uint32_t)length);
     }
     if (b->failed) {
         b->out->len = b->start;
@@ -513,7 +488,7 @@ void tg_pg_put_i16(tg_pg_builder *b, int16_t v)
 void tg_pg_put_i32(tg_pg_builder *b, int32_t v)
 {
     uint8_t p[4];
-    put_be32(p, (uint32_t)v);
+    tg_store_be32(p, (uint32_t)v);
     put(b, p, 4);
 }
 
@@ -637,7 +612,7 @@ int tg_pg_build_parse(tg_buf *out, tg_slice name, const char *sql, size_t len, t
     if (param_types.len > 0) {
         if (param_types.len < 2)
             return TG_EINVAL;
-        int16_t n = to_i16((uint16_t)((param_types.base[0] << 8) | param_types.base[1]));
+        int16_t n = tg_i16(tg_load_be16(param_types.base));
         if (n < 0 || param_types.len != 2 + (size_t)n * 4)
             return TG_EINVAL;
     }
@@ -659,7 +634,7 @@ int tg_pg_build_startup(tg_buf *out, uint32_t version, const char *const *names,
         return TG_EINVAL;
     tg_pg_builder b;
     begin(&b, out, false, 0);
-    tg_pg_put_i32(&b, to_i32(version));
+    tg_pg_put_i32(&b, tg_i32(version));
     for (size_t i = 0; i < n; i++) {
         if (!names[i] || names[i][0] == '\0') {
             fail(&b, TG_EINVAL); /* an empty name would end the list early */

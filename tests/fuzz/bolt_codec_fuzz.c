@@ -31,6 +31,9 @@
 #include "protocols/bolt/codec.h"
 #include "protocols/bolt/packstream.h"
 #include "proxy/error.h"
+#include "proxy/utf8.h"
+
+#include "fuzz_support.h"
 
 static const uint16_t versions[8] = {TG_BOLT_V(4, 4), TG_BOLT_V(5, 0), TG_BOLT_V(5, 1),
                                      TG_BOLT_V(5, 2), TG_BOLT_V(5, 3), TG_BOLT_V(5, 4),
@@ -38,21 +41,6 @@ static const uint16_t versions[8] = {TG_BOLT_V(4, 4), TG_BOLT_V(5, 0), TG_BOLT_V
 static const uint16_t supported[] = TG_BOLT_SUPPORTED;
 static const tg_ps_limits small = {.max_depth = 6, .max_values = 64};
 #define SMALL_MAX_MSG 512
-
-static void check(int cond)
-{
-    if (!cond)
-        abort();
-}
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = malloc(n ? n : 1);
-    check(d != NULL);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
 
 typedef struct mode {
     uint16_t version;
@@ -81,7 +69,7 @@ static void check_doc(const tg_ps_doc *d, const uint8_t *bytes, size_t len)
         case TG_PS_T_BYTES:
             check(v->u.s.base >= raw.base && v->u.s.base + v->u.s.len == raw.base + raw.len);
             if (v->type == TG_PS_T_STRING)
-                check(tg_ps_utf8_valid(v->u.s.base, v->u.s.len));
+                check(tg_utf8_valid(v->u.s.base, v->u.s.len));
             /* fall through */
         case TG_PS_T_NULL:
         case TG_PS_T_BOOL:
@@ -261,16 +249,10 @@ static void fuzz_message(const uint8_t *msg, size_t len, const mode *m, tg_buf *
 
 /* ---- framing ---- */
 
-static void frame_prefixes(const uint8_t *buf, size_t n, size_t max_msg, ssize_t want)
+static ssize_t decode_frame(const uint8_t *p, size_t n, void *max_msg)
 {
-    size_t step = n > 256 ? n / 64 : 1;
-    for (size_t i = 0; i < n; i += step) {
-        uint8_t *c = dup_exact(buf, i);
-        tg_bolt_frame f;
-        ssize_t rc = tg_bolt_decode_frame(c, i, max_msg, NULL, &f);
-        free(c);
-        check(rc == TG_NEED_MORE || (want < 0 && rc == want));
-    }
+    tg_bolt_frame f;
+    return tg_bolt_decode_frame(p, n, *(const size_t *)max_msg, NULL, &f);
 }
 
 static void fuzz_frames(const uint8_t *buf, size_t size, const mode *m, tg_buf *out)
@@ -283,7 +265,8 @@ static void fuzz_frames(const uint8_t *buf, size_t size, const mode *m, tg_buf *
         ssize_t rc = tg_bolt_decode_frame(b, left, m->max_msg, NULL, &f);
         check(rc > 0 || rc == TG_NEED_MORE || rc == TG_ETOOBIG);
         if (k < 4)
-            frame_prefixes(b, rc > 0 ? (size_t)rc : left, m->max_msg, rc);
+            check_prefixes(decode_frame, (void *)&m->max_msg, b, rc > 0 ? (size_t)rc : left, rc,
+                           64);
         /* Resuming after a cut gives the same answer. */
         {
             tg_bolt_scan scan = {0, 0, 0};

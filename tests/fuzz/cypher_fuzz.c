@@ -52,8 +52,8 @@ static void setup(void)
 static bool parse_print(const char *text, size_t len, const tg_cypher_limits *lim,
                         tg_cypher_buf *out, tg_cypher_rewriter *verify_with, bool *verified)
 {
-    tg_cypher_arena a;
-    tg_cypher_arena_init(&a, NULL, 0, 0);
+    tg_arena a;
+    tg_arena_init(&a, NULL, 0, 0);
     tg_cypher_node *q;
     tg_cypher_error err;
     int rc = tg_cypher_parse(&a, text, len, lim, &q, &err);
@@ -69,7 +69,7 @@ static bool parse_print(const char *text, size_t len, const tg_cypher_limits *li
             *verified = tg_cypher_rewrite_verify(verify_with, q, label, ll);
         }
     }
-    tg_cypher_arena_release(&a);
+    tg_arena_release(&a);
     return rc == 0;
 }
 

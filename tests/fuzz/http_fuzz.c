@@ -17,23 +17,11 @@
 #include "proxy/error.h"
 #include "proxy/http.h"
 
-static void check_slice(tg_slice s, const uint8_t *base, size_t consumed)
-{
-    if (!s.base) {
-        if (s.len != 0)
-            abort();
-        return;
-    }
-    if (s.base < base || s.len > consumed || (size_t)(s.base - base) > consumed - s.len)
-        abort();
-}
+#include "fuzz_support.h"
 
 static ssize_t parse_copy(const uint8_t *data, size_t len, tg_http_request *r)
 {
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!copy)
-        abort();
-    memcpy(copy, data, len);
+    uint8_t *copy = dup_exact(data, len);
     ssize_t n = tg_http_parse_request(copy, len, r);
     free(copy);
     return n;
@@ -41,10 +29,7 @@ static ssize_t parse_copy(const uint8_t *data, size_t len, tg_http_request *r)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint8_t *buf = malloc(size ? size : 1);
-    if (!buf)
-        abort();
-    memcpy(buf, data, size);
+    uint8_t *buf = dup_exact(data, size);
     tg_http_request r;
     ssize_t n = tg_http_parse_request(buf, size, &r);
 

@@ -24,36 +24,10 @@
 #include <string.h>
 
 #include "protocols/mongodb/codec.h"
+#include "proxy/byteorder.h"
 #include "proxy/error.h"
 
-static void check(int cond)
-{
-    if (!cond)
-        abort();
-}
-
-static void check_slice(tg_slice s, const uint8_t *base, size_t len)
-{
-    if (!s.base) {
-        check(s.len == 0);
-        return;
-    }
-    check(s.base >= base && s.len <= len && (size_t)(s.base - base) <= len - s.len);
-}
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = malloc(n ? n : 1);
-    check(d != NULL);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
+#include "fuzz_support.h"
 
 static int slice_eq(tg_slice a, tg_slice b)
 {
@@ -118,9 +92,9 @@ static void fuzz_msg(const tg_mongo_frame *f, tg_buf *out)
     size_t n = f->bytes.len;
 
     check((m->flags & TG_MONGO_MSG_REQUIRED_BITS & ~TG_MONGO_MSG_KNOWN_FLAGS) == 0);
-    check(m->flags == le32(b + 16));
+    check(m->flags == tg_load_le32(b + 16));
     if (m->flags & TG_MONGO_MSG_CHECKSUM_PRESENT)
-        check(m->checksum == le32(b + n - 4) &&
+        check(m->checksum == tg_load_le32(b + n - 4) &&
               m->checksum == tg_mongo_crc32c_portable(0, b, n - 4));
     check_slice(m->body, b + 21, n - 21);
     check_doc_view(m->body, flags);
@@ -231,6 +205,12 @@ static void fuzz_reply(const tg_mongo_frame *f, tg_buf *out)
 
 /* ---- framing ---- */
 
+static ssize_t decode_frame(const uint8_t *p, size_t n, void *max_len)
+{
+    tg_mongo_frame f;
+    return tg_mongo_decode(p, n, *(const uint32_t *)max_len, &f);
+}
+
 static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_buf *out)
 {
     size_t off = 0;
@@ -250,22 +230,15 @@ static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_bu
                   h.request_id == f.header.request_id && h.op_code == f.header.op_code);
         if (first) {
             /* Prefixes of the first frame (exact copies): NEED_MORE or the same error. */
-            size_t upto = rc > 0 ? (size_t)rc : size - off;
-            size_t step = upto > 256 ? upto / 64 : 1;
-            for (size_t i = 0; i < upto; i += step) {
-                uint8_t *d = dup_exact(buf + off, i);
-                tg_mongo_frame pf;
-                ssize_t prc = tg_mongo_decode(d, i, max_len, &pf);
-                free(d);
-                check(prc == TG_NEED_MORE || (rc < 0 && prc == rc));
-            }
+            check_prefixes(decode_frame, &max_len, buf + off, rc > 0 ? (size_t)rc : size - off, rc,
+                           64);
             first = 0;
         }
         if (rc <= 0)
             return;
         size_t n = (size_t)rc;
         check(n <= size - off && n >= TG_MONGO_HEADER_LEN && n <= max_len);
-        check(le32(buf + off) == n && (size_t)f.header.message_length == n);
+        check(tg_load_le32(buf + off) == n && (size_t)f.header.message_length == n);
         check(f.bytes.base == buf + off && f.bytes.len == n);
         check(f.body.base == buf + off + 16 && f.body.len == n - 16);
         uint8_t w[TG_MONGO_HEADER_LEN];
@@ -290,7 +263,7 @@ static void fuzz_doc(const uint8_t *buf, size_t size)
     if (req > 0)
         check(rep == req);
     if (rep > 0) {
-        check(le32(buf) == (uint32_t)rep);
+        check(tg_load_le32(buf) == (uint32_t)rep);
         check_doc_view((tg_slice){buf, (size_t)rep}, TG_MONGO_VALIDATE_REPLY);
     }
 }

@@ -20,33 +20,12 @@
 #include <string.h>
 
 #include "protocols/postgres/codec.h"
+#include "proxy/byteorder.h"
 #include "proxy/error.h"
 
+#include "fuzz_support.h"
+
 #define MAX_PAIRS 2500 /* a 10000-byte packet holds at most 2498 pairs */
-
-static void check(int cond)
-{
-    if (!cond)
-        abort();
-}
-
-static void check_slice(tg_slice s, const uint8_t *base, size_t len)
-{
-    if (!s.base) {
-        check(s.len == 0);
-        return;
-    }
-    check(s.base >= base && s.len <= len && (size_t)(s.base - base) <= len - s.len);
-}
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = malloc(n ? n : 1);
-    check(d != NULL);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
 
 /* A NUL-terminated heap copy of a slice (views' strings hold no NUL). */
 static char *cstr(tg_slice s)
@@ -59,17 +38,12 @@ static char *cstr(tg_slice s)
     return c;
 }
 
-static uint32_t be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 /* out holds exactly one typed message of `type` whose body equals `body`. */
 static void check_rebuilt(const tg_buf *out, uint8_t type, tg_slice body)
 {
     check(out->len == body.len + 5);
     check(out->data[0] == type);
-    check(be32(out->data + 1) == body.len + 4);
+    check(tg_load_be32(out->data + 1) == body.len + 4);
     check(body.len == 0 || memcmp(out->data + 5, body.base, body.len) == 0);
 }
 
@@ -80,16 +54,11 @@ static int slice_eq(tg_slice a, tg_slice b)
 
 /* ---- startup ---- */
 
-static void fuzz_startup_prefixes(const uint8_t *buf, size_t n, ssize_t want)
+static ssize_t decode_startup(const uint8_t *p, size_t n, void *ctx)
 {
-    size_t step = n > 256 ? n / 128 : 1;
-    for (size_t i = 0; i < n; i += step) {
-        uint8_t *d = dup_exact(buf, i);
-        tg_pg_startup s;
-        ssize_t rc = tg_pg_decode_startup(d, i, TG_PG_MAX_STARTUP, &s);
-        free(d);
-        check(rc == TG_NEED_MORE || (want < 0 && rc == want));
-    }
+    (void)ctx;
+    tg_pg_startup s;
+    return tg_pg_decode_startup(p, n, TG_PG_MAX_STARTUP, &s);
 }
 
 static void rebuild_startup(const uint8_t *buf, const tg_pg_startup *s, tg_buf *out)
@@ -128,7 +97,7 @@ static ssize_t fuzz_startup(const uint8_t *buf, size_t size, tg_buf *out)
     if (rc > 0) {
         size_t n = (size_t)rc;
         check(n <= size && n <= TG_PG_MAX_STARTUP && n >= 8 && s.size == n);
-        check(be32(buf) == n && be32(buf + 4) == s.code);
+        check(tg_load_be32(buf) == n && tg_load_be32(buf + 4) == s.code);
         check_slice(s.params, buf + 8, n - 8);
         if (s.code == TG_PG_SSL_REQUEST_CODE || s.code == TG_PG_GSSENC_REQUEST_CODE) {
             check(n == 8);
@@ -142,7 +111,7 @@ static ssize_t fuzz_startup(const uint8_t *buf, size_t size, tg_buf *out)
             rebuild_startup(buf, &s, out);
         }
     }
-    fuzz_startup_prefixes(buf, rc > 0 ? (size_t)rc : size, rc);
+    check_prefixes(decode_startup, NULL, buf, rc > 0 ? (size_t)rc : size, rc, 128);
     return rc;
 }
 
@@ -293,6 +262,12 @@ static void fuzz_views(const tg_pg_msg *m, tg_buf *out)
           (m->type != 0 && strchr("123ACDEGHIKNRSTVWZnstvdc", m->type) != NULL));
 }
 
+static ssize_t decode_msg(const uint8_t *p, size_t n, void *max_len)
+{
+    tg_pg_msg m;
+    return tg_pg_decode(p, n, *(const uint32_t *)max_len, &m);
+}
+
 static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_buf *out)
 {
     size_t off = 0;
@@ -303,15 +278,8 @@ static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_bu
         check(rc > 0 || rc == TG_NEED_MORE || rc == TG_EPROTO || rc == TG_ETOOBIG);
         if (first) {
             /* Prefixes of the first frame (exact copies): NEED_MORE or the same error. */
-            size_t upto = rc > 0 ? (size_t)rc : size - off;
-            size_t step = upto > 256 ? upto / 64 : 1;
-            for (size_t i = 0; i < upto; i += step) {
-                uint8_t *d = dup_exact(buf + off, i);
-                tg_pg_msg pm;
-                ssize_t prc = tg_pg_decode(d, i, max_len, &pm);
-                free(d);
-                check(prc == TG_NEED_MORE || (rc < 0 && prc == rc));
-            }
+            check_prefixes(decode_msg, &max_len, buf + off, rc > 0 ? (size_t)rc : size - off, rc,
+                           64);
             first = false;
         }
         if (rc <= 0) {
@@ -323,7 +291,7 @@ static void fuzz_stream(const uint8_t *buf, size_t size, uint32_t max_len, tg_bu
         check(n <= size - off && n >= 5);
         check(m.size == n && m.type == buf[off]);
         check(m.body.base == buf + off + 5 && m.body.len == n - 5);
-        check(be32(buf + off + 1) == n - 1 && n - 1 <= max_len);
+        check(tg_load_be32(buf + off + 1) == n - 1 && n - 1 <= max_len);
         fuzz_views(&m, out);
         off += n;
     }

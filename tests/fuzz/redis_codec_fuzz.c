@@ -25,32 +25,12 @@
 #include "protocols/redis/codec.h"
 #include "proxy/error.h"
 
+#include "fuzz_support.h"
+
 #define SMALL_ARGV 4
 
 static const tg_resp_limits small = {
     .max_args = 6, .max_bulk = 16, .max_inline = 24, .max_depth = 4, .max_reply_elems = 12};
-
-static void check(int cond)
-{
-    if (!cond)
-        abort();
-}
-
-static void check_slice(tg_slice s, const uint8_t *base, size_t len)
-{
-    check(s.base != NULL || s.len == 0);
-    if (s.base)
-        check(s.base >= base && s.len <= len && (size_t)(s.base - base) <= len - s.len);
-}
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = calloc(n ? n : 1, 1);
-    check(d != NULL);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
 
 static bool slice_eq(tg_slice a, tg_slice b)
 {
@@ -81,17 +61,11 @@ static ssize_t request(const uint8_t *buf, size_t len, const tg_resp_limits *lim
     return rc;
 }
 
-static void request_prefixes(const uint8_t *buf, size_t n, const tg_resp_limits *lim, ssize_t want)
+static ssize_t decode_request(const uint8_t *p, size_t n, void *lim)
 {
-    size_t step = n > 256 ? n / 64 : 1;
-    for (size_t i = 0; i < n; i += step) {
-        uint8_t *d = dup_exact(buf, i);
-        tg_slice argv[SMALL_ARGV];
-        uint32_t argc;
-        ssize_t rc = tg_resp_decode_request(d, i, lim, argv, SMALL_ARGV, &argc);
-        free(d);
-        check(rc == TG_NEED_MORE || (want < 0 && rc == want));
-    }
+    tg_slice argv[SMALL_ARGV];
+    uint32_t argc;
+    return tg_resp_decode_request(p, n, lim, argv, SMALL_ARGV, &argc);
 }
 
 static void fuzz_requests(const uint8_t *buf, size_t size, const tg_resp_limits *lim, tg_buf *out)
@@ -105,7 +79,7 @@ static void fuzz_requests(const uint8_t *buf, size_t size, const tg_resp_limits 
         size_t left = size - off;
         ssize_t rc = request(b, left, lim, &argv, &cap, &argc);
         if (k < 4)
-            request_prefixes(b, rc > 0 ? (size_t)rc : left, lim, rc);
+            check_prefixes(decode_request, (void *)lim, b, rc > 0 ? (size_t)rc : left, rc, 64);
         if (rc <= 0)
             break;
         size_t n = (size_t)rc;
@@ -225,16 +199,10 @@ static void check_elem(const tg_resp_elem *e, const uint8_t *b, size_t n, tg_buf
         check(out->len == n && memcmp(out->data, b, n) == 0);
 }
 
-static void reply_prefixes(const uint8_t *buf, size_t n, const tg_resp_limits *lim, ssize_t want)
+static ssize_t measure_reply(const uint8_t *p, size_t n, void *lim)
 {
-    size_t step = n > 256 ? n / 64 : 1;
-    for (size_t i = 0; i < n; i += step) {
-        uint8_t *d = dup_exact(buf, i);
-        tg_resp_type t;
-        ssize_t rc = tg_resp_reply_size(d, i, lim, &t);
-        free(d);
-        check(rc == TG_NEED_MORE || (want < 0 && rc == want));
-    }
+    tg_resp_type t;
+    return tg_resp_reply_size(p, n, lim, &t);
 }
 
 static void fuzz_replies(const uint8_t *buf, size_t size, const tg_resp_limits *lim, tg_buf *out)
@@ -248,7 +216,7 @@ static void fuzz_replies(const uint8_t *buf, size_t size, const tg_resp_limits *
         ssize_t rc = tg_resp_reply_size(b, left, lim, &t);
         check(rc > 0 || rc == TG_NEED_MORE || is_error(rc));
         if (k < 4)
-            reply_prefixes(b, rc > 0 ? (size_t)rc : left, lim, rc);
+            check_prefixes(measure_reply, (void *)lim, b, rc > 0 ? (size_t)rc : left, rc, 64);
         if (rc <= 0)
             break;
         size_t n = (size_t)rc;

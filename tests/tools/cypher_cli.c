@@ -19,8 +19,8 @@
 static void one(const tg_cypher_rewriter *rw, const char *tenant, bool parse_only, const char *s)
 {
     if (parse_only) {
-        tg_cypher_arena a;
-        tg_cypher_arena_init(&a, NULL, 0, 0);
+        tg_arena a;
+        tg_arena_init(&a, NULL, 0, 0);
         tg_cypher_node *q;
         tg_cypher_error err;
         if (tg_cypher_parse(&a, s, strlen(s), NULL, &q, &err) != 0) {
@@ -31,7 +31,7 @@ static void one(const tg_cypher_rewriter *rw, const char *tenant, bool parse_onl
                 printf("PRINT: %s\n", b.s);
             tg_cypher_buf_free(&b);
         }
-        tg_cypher_arena_release(&a);
+        tg_arena_release(&a);
         return;
     }
     tg_cypher_result r;

@@ -253,8 +253,8 @@ static const char *output_invariants(const tg_cypher_rewriter *rw, const char *t
                                      const char *text, size_t len)
 {
     static char why[TG_CYPHER_REASON_SIZE + 32];
-    tg_cypher_arena a;
-    tg_cypher_arena_init(&a, NULL, 0, 0);
+    tg_arena a;
+    tg_arena_init(&a, NULL, 0, 0);
     tg_cypher_limits lim = {.max_bytes = (uint32_t)len + 1, .max_depth = 80};
     tg_cypher_node *q;
     tg_cypher_error err;
@@ -272,15 +272,15 @@ static const char *output_invariants(const tg_cypher_rewriter *rw, const char *t
             fail = "output has an unscoped node pattern";
         tg_cypher_buf_free(&b);
     }
-    tg_cypher_arena_release(&a);
+    tg_arena_release(&a);
     return fail;
 }
 
 /* Parse and print only (@mode parse). */
 static bool run_parse_case(const corpus_case *c)
 {
-    tg_cypher_arena a;
-    tg_cypher_arena_init(&a, NULL, 0, 0);
+    tg_arena a;
+    tg_arena_init(&a, NULL, 0, 0);
     tg_cypher_node *q;
     tg_cypher_error err;
     bool ok = true;
@@ -301,7 +301,7 @@ static bool run_parse_case(const corpus_case *c)
         }
         tg_cypher_buf_free(&b);
     }
-    tg_cypher_arena_release(&a);
+    tg_arena_release(&a);
     return ok;
 }
 
@@ -860,13 +860,13 @@ static void test_reserved_param(void **state)
 
 static bool verify_text(const tg_cypher_rewriter *rw, const char *label, const char *s)
 {
-    tg_cypher_arena a;
-    tg_cypher_arena_init(&a, NULL, 0, 0);
+    tg_arena a;
+    tg_arena_init(&a, NULL, 0, 0);
     tg_cypher_node *q;
     tg_cypher_error err;
     assert_int_equal(tg_cypher_parse(&a, s, strlen(s), NULL, &q, &err), 0);
     bool ok = tg_cypher_rewrite_verify(rw, q, label, label ? strlen(label) : 0);
-    tg_cypher_arena_release(&a);
+    tg_arena_release(&a);
     return ok;
 }
 

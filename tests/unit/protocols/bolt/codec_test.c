@@ -30,6 +30,8 @@
 #include "protocols/bolt/packstream.h"
 #include "proxy/error.h"
 
+#include "tests/unit/support/codec_input.h"
+
 #define V44 TG_BOLT_V(4, 4)
 #define V50 TG_BOLT_V(5, 0)
 #define V51 TG_BOLT_V(5, 1)
@@ -45,15 +47,6 @@ static const uint16_t supported[] = TG_BOLT_SUPPORTED;
 static const tg_ps_limits def = TG_PS_LIMITS_DEFAULT;
 
 /* ---- helpers ---- */
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = malloc(n ? n : 1);
-    assert_non_null(d);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
 
 /* Hex digits (spaces ignored) into a fresh heap buffer; *n gets the length. */
 static uint8_t *hex(const char *s, size_t *n)
@@ -82,19 +75,6 @@ static uint8_t *hex(const char *s, size_t *n)
     assert_int_equal(hi, -1);
     *n = k;
     return out;
-}
-
-static uint8_t *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s (tests run from the tests/ folder)", path);
-    uint8_t *buf = malloc(1 << 16);
-    assert_non_null(buf);
-    *n = fread(buf, 1, 1 << 16, f);
-    assert_true(*n > 0 && *n < (1 << 16));
-    fclose(f);
-    return buf;
 }
 
 /* ---- the literal notation, written with the PackStream builder ---- */
@@ -316,7 +296,7 @@ static void test_handshake_capture(void **state)
 {
     (void)state;
     size_t n;
-    uint8_t *data = read_file("unit/protocols/bolt/data/v56_basic_0.client.bin", &n);
+    uint8_t *data = read_data_file("unit/protocols/bolt/data/v56_basic_0.client.bin", &n);
     for (size_t i = 0; i < TG_BOLT_HANDSHAKE_SIZE; i++) {
         uint8_t *c = dup_exact(data, i);
         tg_bolt_handshake hs;
@@ -442,7 +422,7 @@ static void test_manifest(void **state)
     tg_buf_free(&out);
 
     /* The JS driver's choice after our fake server's manifest: 5.6, no capabilities. */
-    uint8_t *data = read_file("unit/protocols/bolt/data/v56_route_0.client.bin", &n);
+    uint8_t *data = read_data_file("unit/protocols/bolt/data/v56_route_0.client.bin", &n);
     const uint8_t *choice = data + TG_BOLT_HANDSHAKE_SIZE;
     for (size_t i = 0; i < 5; i++) {
         uint8_t *c = dup_exact(choice, i);
@@ -621,13 +601,26 @@ static size_t walk(const uint8_t *data, size_t avail, const capture *c, tg_bolt_
     return k;
 }
 
+/* What a receiver of a capture has seen (walk without a scan, resuming at `consumed`). */
+typedef struct stream_seen {
+    const capture *c;
+    size_t consumed, got;
+    uint8_t sigs[64];
+} stream_seen;
+
+static void walk_fed(const uint8_t *data, size_t avail, void *ctx)
+{
+    stream_seen *w = ctx;
+    w->got += walk(data, avail, w->c, NULL, &w->consumed, w->sigs + w->got, 64 - w->got);
+}
+
 static void test_capture_streams(void **state)
 {
     (void)state;
     for (size_t k = 0; k < sizeof(captures) / sizeof(captures[0]); k++) {
         const capture *c = &captures[k];
         size_t n;
-        uint8_t *file = read_file(c->file, &n);
+        uint8_t *file = read_data_file(c->file, &n);
         const uint8_t *data = file + c->skip;
         n -= c->skip;
         size_t want = strlen((const char *)c->sigs);
@@ -654,12 +647,11 @@ static void test_capture_streams(void **state)
 
         /* Split in two at every byte, no scan. */
         for (size_t cut = 0; cut <= n; cut++) {
-            uint8_t *copy = dup_exact(data, n);
-            consumed = 0;
-            got = walk(copy, cut, c, NULL, &consumed, sigs, 64);
-            got += walk(copy, n, c, NULL, &consumed, sigs + got, 64 - got);
-            assert_int_equal(got, want);
-            free(copy);
+            stream_seen seen = {c, 0, 0, {0}};
+            feed_split(walk_fed, &seen, data, n, cut);
+            assert_int_equal(seen.got, want);
+            assert_int_equal(seen.consumed, n);
+            assert_memory_equal(seen.sigs, c->sigs, want);
         }
         free(file);
     }
@@ -670,7 +662,7 @@ static void test_capture_run_values(void **state)
 {
     (void)state;
     size_t n;
-    uint8_t *file = read_file("unit/protocols/bolt/data/v56_basic_0.client.bin", &n);
+    uint8_t *file = read_data_file("unit/protocols/bolt/data/v56_basic_0.client.bin", &n);
     const uint8_t *p = file + 20;
     size_t left = n - 20;
     tg_ps_doc d;
@@ -1653,7 +1645,7 @@ static void captured(const char *file, size_t skip, uint16_t version, uint8_t si
                      uint8_t **keep, tg_bolt_msg *m)
 {
     size_t n;
-    uint8_t *data = read_file(file, &n);
+    uint8_t *data = read_data_file(file, &n);
     size_t pos = skip;
     for (;;) {
         tg_bolt_frame f;

@@ -26,6 +26,8 @@
 #include "protocols/mongodb/codec.h"
 #include "proxy/error.h"
 
+#include "tests/unit/support/codec_input.h"
+
 #define DATA_DIR "unit/protocols/mongodb/data/"
 
 /* ---- helpers ---- */
@@ -114,51 +116,34 @@ static void bb_seq(bb *x, const char *id, const bson_t *const *docs, size_t n)
     put32(x->b + at, (uint32_t)(x->n - at));
 }
 
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = malloc(n ? n : 1);
-    assert_non_null(d);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
-
 static uint8_t *load(const char *name, size_t *n)
 {
-    /* ctest runs in tests/; from the top of the tree the same files are under tests/. */
     char path[256];
     snprintf(path, sizeof(path), DATA_DIR "%s", name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(path, sizeof(path), "tests/" DATA_DIR "%s", name);
-        f = fopen(path, "rb");
-    }
-    if (!f)
-        fail_msg("cannot open %s (run from tests/ or the top of the tree)", path);
-    uint8_t *buf = malloc(65536);
-    assert_non_null(buf);
-    *n = fread(buf, 1, 65536, f);
-    fclose(f);
-    assert_true(*n > 0 && *n < 65536);
-    return buf;
+    return read_data_file(path, n);
+}
+
+/* The decoders with a maximum length (ctx: a uint32_t). */
+static ssize_t decode_frame(const uint8_t *p, size_t n, void *max)
+{
+    tg_mongo_frame f;
+    return tg_mongo_decode(p, n, *(const uint32_t *)max, &f);
+}
+
+static ssize_t decode_header(const uint8_t *p, size_t n, void *max)
+{
+    tg_mongo_header h;
+    return tg_mongo_decode_header(p, n, *(const uint32_t *)max, &h);
 }
 
 static ssize_t decode_copy(const uint8_t *p, size_t n, uint32_t max)
 {
-    uint8_t *d = dup_exact(p, n);
-    tg_mongo_frame f;
-    ssize_t rc = tg_mongo_decode(d, n, max, &f);
-    free(d);
-    return rc;
+    return decode_exact(decode_frame, &max, p, n);
 }
 
 static ssize_t header_copy(const uint8_t *p, size_t n, uint32_t max)
 {
-    uint8_t *d = dup_exact(p, n);
-    tg_mongo_header h;
-    ssize_t rc = tg_mongo_decode_header(d, n, max, &h);
-    free(d);
-    return rc;
+    return decode_exact(decode_header, &max, p, n);
 }
 
 /*
@@ -167,11 +152,8 @@ static ssize_t header_copy(const uint8_t *p, size_t n, uint32_t max)
  */
 static tg_mongo_frame expect_frame(const uint8_t *p, size_t n, uint32_t max)
 {
-    for (size_t i = 0; i < n; i++) {
-        assert_int_equal(decode_copy(p, i, max), TG_NEED_MORE);
-        assert_int_equal(header_copy(p, i, max), i < 16 ? TG_NEED_MORE : 16);
-    }
-    assert_int_equal(decode_copy(p, n, max), (ssize_t)n);
+    expect_prefixes(decode_frame, &max, p, n, n, (ssize_t)n);
+    expect_prefixes(decode_header, &max, p, n, 16, 16);
     uint8_t *more = malloc(n + 20);
     assert_non_null(more);
     memcpy(more, p, n);
@@ -315,46 +297,35 @@ static void test_decode_pymongo_frames(void **state)
     }
 }
 
-/* Feeds `stream` to a receiver in two chunks split at `cut`; returns the frames' sizes. */
-static size_t receive_split(const uint8_t *stream, size_t len, size_t cut, size_t *sizes,
-                            size_t max_frames)
+/* A receiver of a stream of messages: the frames' sizes so far, and where it stopped. */
+typedef struct receiver {
+    size_t *sizes;
+    size_t n_frames, max_frames, off;
+} receiver;
+
+/* Decodes what is complete in buf[off..have); every frame's view must parse whole. */
+static void receive(const uint8_t *buf, size_t have, void *ctx)
 {
-    uint8_t *buf = malloc(len ? len : 1);
-    assert_non_null(buf);
-    size_t have = 0, off = 0, nf = 0;
-    for (int step = 0; step < 2; step++) {
-        size_t add = step == 0 ? cut : len - cut;
-        memcpy(buf + have, stream + have, add);
-        have += add;
-        for (;;) {
-            uint8_t *exact = dup_exact(buf + off, have - off);
-            tg_mongo_frame f;
-            ssize_t rc = tg_mongo_decode(exact, have - off, TG_MONGO_MAX_MESSAGE_DEFAULT, &f);
-            if (rc > 0) {
-                /* Views of every frame parse whole, whatever the chunking. */
-                const char *why = NULL;
-                if (f.header.op_code == OP_MSG) {
-                    tg_mongo_msg m;
-                    assert_int_equal(tg_mongo_parse_msg(&f, TG_MONGO_VALIDATE_REQUEST, &m, &why),
-                                     0);
-                } else {
-                    tg_mongo_query q;
-                    assert_int_equal(tg_mongo_parse_query(&f, TG_MONGO_VALIDATE_REQUEST, &q, &why),
-                                     0);
-                }
-            }
-            free(exact);
-            assert_true(rc >= 0);
-            if (rc == 0)
-                break;
-            assert_true(nf < max_frames);
-            sizes[nf++] = (size_t)rc;
-            off += (size_t)rc;
+    receiver *r = ctx;
+    for (;;) {
+        tg_mongo_frame f;
+        ssize_t rc = tg_mongo_decode(buf + r->off, have - r->off, TG_MONGO_MAX_MESSAGE_DEFAULT, &f);
+        assert_true(rc >= 0);
+        if (rc == 0)
+            return;
+        /* Views of every frame parse whole, whatever the chunking. */
+        const char *why = NULL;
+        if (f.header.op_code == OP_MSG) {
+            tg_mongo_msg m;
+            assert_int_equal(tg_mongo_parse_msg(&f, TG_MONGO_VALIDATE_REQUEST, &m, &why), 0);
+        } else {
+            tg_mongo_query q;
+            assert_int_equal(tg_mongo_parse_query(&f, TG_MONGO_VALIDATE_REQUEST, &q, &why), 0);
         }
+        assert_true(r->n_frames < r->max_frames);
+        r->sizes[r->n_frames++] = (size_t)rc;
+        r->off += (size_t)rc;
     }
-    assert_int_equal(off, len);
-    free(buf);
-    return nf;
 }
 
 static void test_decode_stream_every_split(void **state)
@@ -371,8 +342,10 @@ static void test_decode_stream_every_split(void **state)
     }
     for (size_t cut = 0; cut <= s.n; cut++) {
         size_t got[N_PYMONGO + 1];
-        size_t nf = receive_split(s.b, s.n, cut, got, N_PYMONGO + 1);
-        assert_int_equal(nf, N_PYMONGO);
+        receiver r = {got, 0, N_PYMONGO + 1, 0};
+        feed_split(receive, &r, s.b, s.n, cut);
+        assert_int_equal(r.off, s.n);
+        assert_int_equal(r.n_frames, N_PYMONGO);
         for (size_t i = 0; i < N_PYMONGO; i++)
             assert_int_equal(got[i], want[i]);
     }

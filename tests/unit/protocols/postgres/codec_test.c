@@ -21,6 +21,8 @@
 #include "protocols/postgres/codec.h"
 #include "proxy/error.h"
 
+#include "tests/unit/support/codec_input.h"
+
 /* ---- helpers ---- */
 
 typedef struct bytes {
@@ -64,31 +66,27 @@ static bytes *untyped(uint32_t code, const void *body, size_t len)
 }
 #define UNTYPED(c, lit) untyped((c), (lit), sizeof(lit) - 1)
 
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
+/* The decoders with a maximum length (ctx: a uint32_t). */
+static ssize_t decode_msg(const uint8_t *p, size_t n, void *max)
 {
-    uint8_t *d = malloc(n ? n : 1);
-    assert_non_null(d);
-    if (n)
-        memcpy(d, p, n);
-    return d;
+    tg_pg_msg m;
+    return tg_pg_decode(p, n, *(const uint32_t *)max, &m);
+}
+
+static ssize_t decode_startup(const uint8_t *p, size_t n, void *max)
+{
+    tg_pg_startup s;
+    return tg_pg_decode_startup(p, n, *(const uint32_t *)max, &s);
 }
 
 static ssize_t decode_copy(const uint8_t *p, size_t n, uint32_t max)
 {
-    uint8_t *d = dup_exact(p, n);
-    tg_pg_msg m;
-    ssize_t rc = tg_pg_decode(d, n, max, &m);
-    free(d);
-    return rc;
+    return decode_exact(decode_msg, &max, p, n);
 }
 
 static ssize_t startup_copy(const uint8_t *p, size_t n, uint32_t max)
 {
-    uint8_t *d = dup_exact(p, n);
-    tg_pg_startup s;
-    ssize_t rc = tg_pg_decode_startup(d, n, max, &s);
-    free(d);
-    return rc;
+    return decode_exact(decode_startup, &max, p, n);
 }
 
 /*
@@ -97,9 +95,7 @@ static ssize_t startup_copy(const uint8_t *p, size_t n, uint32_t max)
  */
 static tg_pg_msg expect_frame(const uint8_t *p, size_t n, uint32_t max)
 {
-    for (size_t i = 0; i < n; i++)
-        assert_int_equal(decode_copy(p, i, max), TG_NEED_MORE);
-    assert_int_equal(decode_copy(p, n, max), (ssize_t)n);
+    expect_prefixes(decode_msg, &max, p, n, n, (ssize_t)n);
     uint8_t *more = malloc(n + 7);
     assert_non_null(more);
     memcpy(more, p, n);
@@ -119,15 +115,12 @@ static tg_pg_msg expect_frame(const uint8_t *p, size_t n, uint32_t max)
 /* An invalid typed frame: NEED_MORE below `at` bytes, then err for every longer prefix. */
 static void expect_frame_error(const uint8_t *p, size_t n, uint32_t max, size_t at, ssize_t err)
 {
-    for (size_t i = 0; i <= n; i++)
-        assert_int_equal(decode_copy(p, i, max), i < at ? TG_NEED_MORE : err);
+    expect_prefixes(decode_msg, &max, p, n, at, err);
 }
 
 static tg_pg_startup expect_startup(const uint8_t *p, size_t n, uint32_t max)
 {
-    for (size_t i = 0; i < n; i++)
-        assert_int_equal(startup_copy(p, i, max), TG_NEED_MORE);
-    assert_int_equal(startup_copy(p, n, max), (ssize_t)n);
+    expect_prefixes(decode_startup, &max, p, n, n, (ssize_t)n);
     tg_pg_startup s;
     assert_int_equal(tg_pg_decode_startup(p, n, max, &s), (ssize_t)n);
     assert_int_equal(s.size, n);
@@ -146,8 +139,7 @@ static tg_pg_startup expect_startup(const uint8_t *p, size_t n, uint32_t max)
 
 static void expect_startup_error(const uint8_t *p, size_t n, uint32_t max, size_t at, ssize_t err)
 {
-    for (size_t i = 0; i <= n; i++)
-        assert_int_equal(startup_copy(p, i, max), i < at ? TG_NEED_MORE : err);
+    expect_prefixes(decode_startup, &max, p, n, at, err);
 }
 
 static tg_pg_msg msg_of(uint8_t type, const void *body, size_t len)

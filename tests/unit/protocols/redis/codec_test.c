@@ -22,6 +22,8 @@
 #include "protocols/redis/codec.h"
 #include "proxy/error.h"
 
+#include "tests/unit/support/codec_input.h"
+
 /* A string literal and its length (NULs inside count). */
 #define W(lit) (const uint8_t *)(lit), sizeof(lit) - 1
 
@@ -30,32 +32,35 @@ static const tg_resp_limits pre = TG_RESP_LIMITS_PREAUTH;
 
 /* ---- helpers ---- */
 
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
+/* The request decoder with limits and room for cap arguments (at most 64). */
+typedef struct req_ctx {
+    const tg_resp_limits *lim;
+    uint32_t cap;
+} req_ctx;
+
+static ssize_t decode_req(const uint8_t *p, size_t n, void *ctx)
 {
-    uint8_t *d = malloc(n ? n : 1);
-    assert_non_null(d);
-    if (n)
-        memcpy(d, p, n);
-    return d;
+    const req_ctx *c = ctx;
+    tg_slice argv[64];
+    uint32_t argc = 0;
+    return tg_resp_decode_request(p, n, c->lim, argv, c->cap < 64 ? c->cap : 64, &argc);
+}
+
+static ssize_t measure_reply(const uint8_t *p, size_t n, void *lim)
+{
+    tg_resp_type t;
+    return tg_resp_reply_size(p, n, lim, &t);
 }
 
 static ssize_t req_copy(const uint8_t *p, size_t n, const tg_resp_limits *lim, uint32_t cap)
 {
-    uint8_t *d = dup_exact(p, n);
-    tg_slice argv[64];
-    uint32_t argc = 0;
-    ssize_t rc = tg_resp_decode_request(d, n, lim, argv, cap < 64 ? cap : 64, &argc);
-    free(d);
-    return rc;
+    req_ctx c = {lim, cap};
+    return decode_exact(decode_req, &c, p, n);
 }
 
 static ssize_t reply_copy(const uint8_t *p, size_t n, const tg_resp_limits *lim)
 {
-    uint8_t *d = dup_exact(p, n);
-    tg_resp_type t;
-    ssize_t rc = tg_resp_reply_size(d, n, lim, &t);
-    free(d);
-    return rc;
+    return decode_exact(measure_reply, (void *)lim, p, n);
 }
 
 static void assert_slice_str(tg_slice s, const char *str)
@@ -69,14 +74,6 @@ static void assert_slice_in(tg_slice s, const uint8_t *base, size_t len)
     assert_true(s.base >= base && s.len <= len && (size_t)(s.base - base) <= len - s.len);
 }
 
-/* Fails naming the input and the prefix length when rc is not want. */
-static void check_rc(const uint8_t *p, size_t n, size_t i, ssize_t rc, ssize_t want)
-{
-    if (rc != want)
-        fail_msg("\"%.*s\" (%zu bytes) cut at %zu: %zd, want %zd", (int)(n < 60 ? n : 60),
-                 (const char *)p, n, i, rc, want);
-}
-
 /*
  * A valid request: every proper prefix needs more; the whole request (alone
  * and followed by another command) decodes to want[0..n_want).
@@ -84,8 +81,8 @@ static void check_rc(const uint8_t *p, size_t n, size_t i, ssize_t rc, ssize_t w
 static void expect_request(const uint8_t *p, size_t n, const tg_resp_limits *lim,
                            const char *const *want, uint32_t n_want)
 {
-    for (size_t i = 0; i < n; i++)
-        check_rc(p, n, i, req_copy(p, i, lim, 64), TG_NEED_MORE);
+    req_ctx c = {lim, 64};
+    expect_prefixes(decode_req, &c, p, n, n, (ssize_t)n);
     uint8_t *d = malloc(n + 14);
     assert_non_null(d);
     memcpy(d, p, n);
@@ -110,15 +107,14 @@ static void expect_request(const uint8_t *p, size_t n, const tg_resp_limits *lim
 static void expect_request_error(const uint8_t *p, size_t n, const tg_resp_limits *lim, size_t at,
                                  ssize_t err)
 {
-    for (size_t i = 0; i <= n; i++)
-        check_rc(p, n, i, req_copy(p, i, lim, 64), i < at ? TG_NEED_MORE : err);
+    req_ctx c = {lim, 64};
+    expect_prefixes(decode_req, &c, p, n, at, err);
 }
 
 /* A valid reply: every proper prefix needs more; the whole (and with more after) measures n. */
 static void expect_reply(const uint8_t *p, size_t n, const tg_resp_limits *lim, tg_resp_type type)
 {
-    for (size_t i = 0; i <= n; i++)
-        check_rc(p, n, i, reply_copy(p, i, lim), i < n ? TG_NEED_MORE : (ssize_t)n);
+    expect_prefixes(measure_reply, (void *)lim, p, n, n, (ssize_t)n);
     uint8_t *d = malloc(n + 5);
     assert_non_null(d);
     memcpy(d, p, n);
@@ -132,8 +128,7 @@ static void expect_reply(const uint8_t *p, size_t n, const tg_resp_limits *lim, 
 static void expect_reply_error(const uint8_t *p, size_t n, const tg_resp_limits *lim, size_t at,
                                ssize_t err)
 {
-    for (size_t i = 0; i <= n; i++)
-        check_rc(p, n, i, reply_copy(p, i, lim), i < at ? TG_NEED_MORE : err);
+    expect_prefixes(measure_reply, (void *)lim, p, n, at, err);
 }
 
 /* ---- requests: multibulk ---- */
@@ -363,24 +358,32 @@ static const uint8_t pipeline[] = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
                                   "*1\r\n$4\r\nQUIT\r\n";
 static const char *const pipeline_cmds[] = {"SET k v", "PING", "", "GET k", "", "ECHO a b", "QUIT"};
 
-/* Decodes what is complete in buf[*off..len), appending "arg arg" strings to out. */
-static void drain(const uint8_t *buf, size_t len, size_t *off, char out[][64], size_t *n_out)
+/* What a receiver of the pipeline got so far: "arg arg" strings, and where it stopped. */
+typedef struct drained {
+    char got[16][64];
+    size_t n_got, off;
+} drained;
+
+/* Decodes what is complete in buf[off..len), appending the commands to d. */
+static void drain(const uint8_t *buf, size_t len, void *ctx)
 {
+    drained *d = ctx;
     for (;;) {
         tg_slice argv[8];
         uint32_t argc;
-        ssize_t rc = tg_resp_decode_request(buf + *off, len - *off, &def, argv, 8, &argc);
+        ssize_t rc = tg_resp_decode_request(buf + d->off, len - d->off, &def, argv, 8, &argc);
         assert_true(rc >= 0);
         if (rc == 0)
             return;
-        char *s = out[(*n_out)++];
+        assert_true(d->n_got < 16);
+        char *s = d->got[d->n_got++];
         s[0] = 0;
         for (uint32_t i = 0; i < argc; i++) {
             if (i)
                 strcat(s, " ");
             strncat(s, (const char *)argv[i].base, argv[i].len);
         }
-        *off += (size_t)rc;
+        d->off += (size_t)rc;
     }
 }
 
@@ -389,19 +392,12 @@ static void test_pipeline_split_everywhere(void **state)
     (void)state;
     size_t n = sizeof(pipeline) - 1, want = sizeof(pipeline_cmds) / sizeof(pipeline_cmds[0]);
     for (size_t split = 0; split <= n; split++) {
-        /* The first `split` bytes arrive, then the rest (each read an exact heap copy). */
-        char got[16][64];
-        size_t n_got = 0, off = 0;
-        uint8_t *first = dup_exact(pipeline, split);
-        drain(first, split, &off, got, &n_got);
-        free(first);
-        uint8_t *all = dup_exact(pipeline, n);
-        drain(all, n, &off, got, &n_got);
-        free(all);
-        assert_int_equal(off, n);
-        assert_int_equal(n_got, want);
+        drained d = {.n_got = 0, .off = 0};
+        feed_split(drain, &d, pipeline, n, split);
+        assert_int_equal(d.off, n);
+        assert_int_equal(d.n_got, want);
         for (size_t i = 0; i < want; i++)
-            assert_string_equal(got[i], pipeline_cmds[i]);
+            assert_string_equal(d.got[i], pipeline_cmds[i]);
     }
 }
 
