@@ -32,7 +32,7 @@ static bool inside(const void *p, size_t n, const void *base, size_t len)
 static void test_caller_block_first(void **state)
 {
     (void)state;
-    unsigned char buf[256 + 15];
+    unsigned char buf[256 + 15] = {0};
     /* a misaligned start: the arena aligns it */
     unsigned char *start = buf + (aligned16(buf + 1) ? 2 : 1);
     tg_arena a;
