@@ -64,6 +64,7 @@
 #include "policy/cypher_rewrite.h"
 #include "protocols/bolt/codec.h"
 #include "protocols/bolt/packstream.h"
+#include "proxy/ring.h"
 #include "proxy/auth.h"
 #include "proxy/conn.h"
 #include "proxy/error.h"
@@ -252,19 +253,10 @@ static bs_expect *fifo_at(bs_session *s, size_t i)
 /* Appends an entry (taking ownership of bytes, freed on failure too). */
 static int fifo_push(bs_session *s, bs_expect_kind kind, uint8_t flags, uint8_t *bytes, size_t len)
 {
-    if (s->fifo_len == s->fifo_cap) {
-        size_t cap = s->fifo_cap ? 2 * s->fifo_cap : 16;
-        bs_expect *f = malloc(cap * sizeof(*f));
-        if (!f) {
-            free(bytes);
-            return TG_ENOMEM;
-        }
-        for (size_t i = 0; i < s->fifo_len; i++)
-            f[i] = *fifo_at(s, i);
-        free(s->fifo);
-        s->fifo = f;
-        s->fifo_cap = cap;
-        s->fifo_head = 0;
+    if (tg_ring_reserve((void **)&s->fifo, sizeof(*s->fifo), &s->fifo_cap, &s->fifo_head,
+                        s->fifo_len, 16) < 0) {
+        free(bytes);
+        return TG_ENOMEM;
     }
     *fifo_at(s, s->fifo_len) =
         (bs_expect){.kind = (uint8_t)kind, .flags = flags, .len = (uint32_t)len, .bytes = bytes};

@@ -79,6 +79,7 @@
 
 #include "protocols/mongodb/codec.h"
 #include "policy/mongo_scope.h"
+#include "proxy/ring.h"
 #include "proxy/auth.h"
 #include "proxy/conn.h"
 #include "proxy/error.h"
@@ -432,18 +433,9 @@ static int local_ok(tg_conn *c, ms_session *s, int32_t rto)
 /* One more backend reply is due, handled with e. Returns 0 or TG_ENOMEM. */
 static int expect(ms_session *s, ms_expect e)
 {
-    if (s->fifo_len == s->fifo_cap) {
-        size_t cap = s->fifo_cap ? 2 * s->fifo_cap : 16;
-        ms_expect *f = malloc(cap * sizeof(*f));
-        if (!f)
-            return TG_ENOMEM;
-        for (size_t i = 0; i < s->fifo_len; i++)
-            f[i] = s->fifo[(s->fifo_head + i) % s->fifo_cap];
-        free(s->fifo);
-        s->fifo = f;
-        s->fifo_cap = cap;
-        s->fifo_head = 0;
-    }
+    if (tg_ring_reserve((void **)&s->fifo, sizeof(*s->fifo), &s->fifo_cap, &s->fifo_head,
+                        s->fifo_len, 16) < 0)
+        return TG_ENOMEM;
     s->fifo[(s->fifo_head + s->fifo_len) % s->fifo_cap] = e;
     s->fifo_len++;
     return tg_reply_queue_expect_backend(&s->rq, 1);

@@ -53,6 +53,7 @@
 #include "policy/sql_guard.h"
 #include "protocols/postgres/cancel.h"
 #include "protocols/postgres/codec.h"
+#include "proxy/ring.h"
 #include "proxy/auth.h"
 #include "proxy/conn.h"
 #include "proxy/error.h"
@@ -753,18 +754,9 @@ static int push_denial(pg_session *s, const char *reason)
  */
 static int batch_sent(pg_session *s)
 {
-    if (s->batch_len == s->batch_cap) {
-        size_t cap = s->batch_cap ? 2 * s->batch_cap : 16;
-        uint64_t *b = malloc(cap * sizeof(*b));
-        if (!b)
-            return TG_ENOMEM;
-        for (size_t i = 0; i < s->batch_len; i++)
-            b[i] = s->batch_ends[(s->batch_head + i) % s->batch_cap];
-        free(s->batch_ends);
-        s->batch_ends = b;
-        s->batch_cap = cap;
-        s->batch_head = 0;
-    }
+    if (tg_ring_reserve((void **)&s->batch_ends, sizeof(*s->batch_ends), &s->batch_cap,
+                        &s->batch_head, s->batch_len, 16) < 0)
+        return TG_ENOMEM;
     s->batch_ends[(s->batch_head + s->batch_len) % s->batch_cap] = s->inflight_total;
     s->batch_len++;
     s->syncs_sent++;

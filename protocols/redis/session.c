@@ -136,6 +136,7 @@
 #include "policy/redis_policy.h"
 #include "protocols/redis/acl.h"
 #include "protocols/redis/codec.h"
+#include "proxy/ring.h"
 #include "proxy/auth.h"
 #include "proxy/conn.h"
 #include "proxy/error.h"
@@ -325,18 +326,9 @@ static int local_error(tg_conn *c, rs_session *s, const char *code, const char *
 /* Expects one more backend reply, handled with `action`. */
 static int expect(rs_session *s, rs_action action, tg_redis_reply_kind kind)
 {
-    if (s->fifo_len == s->fifo_cap) {
-        size_t cap = s->fifo_cap ? 2 * s->fifo_cap : 64;
-        rs_expect *f = malloc(cap * sizeof(*f));
-        if (!f)
-            return TG_ENOMEM;
-        for (size_t i = 0; i < s->fifo_len; i++)
-            f[i] = s->fifo[(s->fifo_head + i) % s->fifo_cap];
-        free(s->fifo);
-        s->fifo = f;
-        s->fifo_cap = cap;
-        s->fifo_head = 0;
-    }
+    if (tg_ring_reserve((void **)&s->fifo, sizeof(*s->fifo), &s->fifo_cap, &s->fifo_head,
+                        s->fifo_len, 64) < 0)
+        return TG_ENOMEM;
     s->fifo[(s->fifo_head + s->fifo_len) % s->fifo_cap] =
         (rs_expect){.action = (uint8_t)action, .kind = (uint8_t)kind};
     s->fifo_len++;
