@@ -1276,6 +1276,12 @@ bool tg_mongo_tenant_unmap_db(const tg_mongo_tenant *t, const char *backend, siz
  * and code-with-scope scopes are documents of their own (length prefix equal
  * to their span, final NUL), recursively. tests/fuzz/mongo_scope_fuzz.c holds
  * it equal to a walk with libbson itself.
+ *
+ * NUL_FREE_ON_COPY: one check more than the iterator's. JavaScript code (with
+ * or without scope) and a DBPointer's namespace may not hold a NUL, because
+ * libbson copies them (bson_append_iter) with strlen: a copy would silently
+ * cut them short, and what follows a cut DBPointer even escapes libbson's own
+ * bson_validate. MongoDB never produces such values.
  */
 static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
 {
@@ -1305,6 +1311,8 @@ static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
             next = o + 4 + l;
             if (l == 0 || next >= len || p[o + 4 + l - 1] != 0)
                 return false;
+            if (type == BSON_TYPE_CODE && memchr(p + o + 4, 0, l - 1))
+                return false; /* NUL_FREE_ON_COPY */
             break;
         case BSON_TYPE_BINARY:
             if (o >= len - 4)
@@ -1349,8 +1357,8 @@ static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
             if (o >= len - 4)
                 return false;
             l = tg_load_le32(p + o);
-            if (l == 0 || l > len - o - 4 || p[o + l + 3] != 0)
-                return false;
+            if (l == 0 || l > len - o - 4 || p[o + l + 3] != 0 || memchr(p + o + 4, 0, l - 1))
+                return false; /* NUL_FREE_ON_COPY */
             next = o + 4 + l + 12;
             break;
         case BSON_TYPE_CODEWSCOPE: {
@@ -1361,8 +1369,9 @@ static bool bson_valid_at(const uint8_t *p, size_t len, int depth)
                 return false;
             next = o + l;
             size_t sl = tg_load_le32(p + o + 4);
-            if (sl == 0 || sl >= len - o - 8 || o + 8 + sl + 4 >= next)
-                return false;
+            if (sl == 0 || sl >= len - o - 8 || o + 8 + sl + 4 >= next ||
+                memchr(p + o + 8, 0, sl - 1))
+                return false; /* NUL_FREE_ON_COPY */
             sub_off = o + 8 + sl;
             sub_len = tg_load_le32(p + sub_off);
             if (sub_off + sub_len != next)
@@ -2891,21 +2900,26 @@ static int emit_doc_array(sc *c, bson_t *dst, const char *key, const bson_iter_t
     return 0;
 }
 
-/* A kind 1 sequence through fn; out->docs stays NULL when nothing changed. */
+/*
+ * A kind 1 sequence through fn; out->docs stays NULL when nothing changed.
+ * Each document is built in a bson_t of its own and then appended: libbson
+ * 1.23's bson_writer_begin ensures room for the 5 bytes of an empty document
+ * but writes 6, one past its buffer when a document starts 5 bytes before the
+ * buffer's end, so its writer is never used for more than one document here.
+ */
 static int emit_doc_seq(sc *c, const tg_mongo_scope_seq *in, tg_mongo_seq_out *out, doc_fn fn)
 {
-    uint8_t *buf = NULL;
-    size_t buflen = 0;
+    uint8_t *buf = NULL; /* the rewritten documents back to back (bson_free) */
+    size_t len = 0, cap = 0;
     bool before = c->changed;
     int rc = 0;
-    bson_writer_t *w = bson_writer_new(&buf, &buflen, 0, bson_realloc_ctx, NULL);
     const uint8_t *p = in->docs.base;
     size_t left = in->docs.len;
     uint32_t count = 0;
     c->changed = false;
     while (rc == 0 && left > 0) {
         int32_t dl;
-        bson_t src, *d;
+        bson_t src, d;
         if (left < 5) {
             rc = deny(c, "malformed document sequence", "");
             break;
@@ -2917,19 +2931,21 @@ static int emit_doc_seq(sc *c, const tg_mongo_scope_seq *in, tg_mongo_seq_out *o
             rc = deny(c, "malformed document sequence", "");
             break;
         }
-        if (!bson_writer_begin(w, &d)) {
-            rc = deny(c, "command too large once rewritten", "");
-            break;
+        bson_init(&d);
+        rc = fn(c, &src, &d, 1);
+        if (rc == 0) {
+            if (len + d.len > cap) {
+                cap = len + d.len > cap * 2 ? len + d.len : cap * 2;
+                buf = bson_realloc(buf, cap); /* aborts when out of memory */
+            }
+            memcpy(buf + len, bson_get_data(&d), d.len);
+            len += d.len;
         }
-        rc = fn(c, &src, d, 1);
-        if (rc == 0)
-            bson_writer_end(w);
+        bson_destroy(&d);
         p += dl;
         left -= (size_t)dl;
         count++;
     }
-    size_t len = rc == 0 ? bson_writer_get_length(w) : 0;
-    bson_writer_destroy(w);
     bool mine = c->changed;
     c->changed = before || mine;
     if (rc != 0 || !mine) {
@@ -3430,7 +3446,8 @@ tg_mongo_verdict tg_mongo_scope_command(tg_mongo_tenant *t, const bson_t *body,
     tg_mongo_scoped_clear(r);
     sc c = {.s = t->s, .t = t, .r = r, .field = t->s->isolation == TG_MONGO_SCOPE_FIELD};
     /* The new body is written straight into one buffer sized for the usual growth
-     * (a tenant clause or two, a mapped $db), so it is rarely reallocated. */
+     * (a tenant clause or two, a mapped $db), so it is rarely reallocated. (One
+     * document at offset 0: clear of bson_writer_begin's overrun, see emit_doc_seq.) */
     size_t cap = (size_t)body->len + 512, len = 0;
     uint8_t *buf = bson_malloc(cap);
     bson_writer_t *w = bson_writer_new(&buf, &cap, 0, bson_realloc_ctx, NULL);

@@ -12,9 +12,10 @@ TG_BUILD_PACKAGES="cmake make gcc pkg-config clang-format libuv1-dev libssl-dev 
   libjansson-dev libyaml-dev libxxhash-dev libcmocka-dev libpg-query-dev libprotobuf-c-dev
   libgsasl-dev libpq-dev libhiredis-dev libbson-dev libmongoc-dev"
 # Integration tests: real clients and the Python test runner (Debian's /usr/bin/python3);
-# docker-compose validates deploy/compose/compose.yaml (its `config` needs no daemon).
+# docker-compose validates deploy/compose/compose.yaml (its `config` needs no daemon);
+# valgrind checks what libbson writes, which ASan cannot see (tests/CMakeLists.txt).
 TG_TEST_PACKAGES="python3 python3-pytest python3-jwt python3-psycopg python3-pymongo python3-yaml
-  python3-cryptography openssl procps binutils docker-compose"
+  python3-cryptography openssl procps binutils docker-compose valgrind"
 # Fuzzing: clang with libFuzzer and the sanitizer runtimes.
 TG_FUZZ_PACKAGES="clang libclang-rt-14-dev"
 # Local demo and benchmarks: real servers and peers.

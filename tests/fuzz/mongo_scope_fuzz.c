@@ -358,13 +358,22 @@ static bool ref_valid(const uint8_t *data, size_t len, int depth)
     while (bson_iter_next(&it)) {
         uint32_t l = 0, sl = 0;
         const uint8_t *p = NULL;
+        const char *text = NULL;
+        if (BSON_ITER_HOLDS_CODE(&it))
+            text = bson_iter_code(&it, &l);
+        else if (BSON_ITER_HOLDS_DBPOINTER(&it))
+            bson_iter_dbpointer(&it, &l, &text, NULL);
+        if (text && strlen(text) != l)
+            return false; /* libbson would copy it cut short (NUL_FREE_ON_COPY) */
         if (BSON_ITER_HOLDS_DOCUMENT(&it))
             bson_iter_document(&it, &l, &p);
         else if (BSON_ITER_HOLDS_ARRAY(&it))
             bson_iter_array(&it, &l, &p);
-        else if (BSON_ITER_HOLDS_CODEWSCOPE(&it))
-            (void)bson_iter_codewscope(&it, &sl, &l, &p);
-        else
+        else if (BSON_ITER_HOLDS_CODEWSCOPE(&it)) {
+            text = bson_iter_codewscope(&it, &sl, &l, &p);
+            if (!text || strlen(text) != sl)
+                return false;
+        } else
             continue;
         if (!p || !ref_valid(p, l, depth + 1))
             return false;

@@ -1202,6 +1202,113 @@ static void test_malformed_bson(void **state)
     assert_false(tg_mongo_bson_valid(tiny, 5));
 }
 
+/* Values libbson would copy cut short at a NUL (policy/mongo_scope.c, NUL_FREE_ON_COPY). */
+static void test_nul_in_copied_text(void **state)
+{
+    (void)state;
+    /* {cursor: {nt: DBPointer("a\0b", oid)}}: the shape the fuzzer found in a reply */
+    static const uint8_t dbp[] = {42, 0, 0,    0,   3,   'c', 'u', 'r', 's', 'o', 'r', 0,  29,  0,
+                                  0,  0, 0x0c, 'n', 't', 0,   4,   0,   0,   0,   'a', 0,  'b', 0,
+                                  1,  2, 3,    4,   5,   6,   7,   8,   9,   10,  11,  12, 0,   0};
+    uint8_t raw[sizeof(dbp)];
+    memcpy(raw, dbp, sizeof(raw));
+    assert_false(tg_mongo_bson_valid(raw, sizeof(raw)));
+    raw[25] = 'x'; /* "axb": copied whole */
+    assert_true(tg_mongo_bson_valid(raw, sizeof(raw)));
+    memcpy(raw, dbp, sizeof(raw));
+    bson_t reply;
+    assert_true(bson_init_static(&reply, raw, sizeof(raw)));
+    tg_mongo_reply_map m = {TG_MONGO_REPLY_CURSOR, "app", "app_acme"};
+    uint8_t *out = NULL;
+    uint32_t len = 0;
+    assert_int_equal(tg_mongo_scope_reply(D, &m, &reply, &out, &len), TG_EPROTO);
+    assert_null(out);
+
+    /* {find: "o", filter: {$where: Code("1\0")}, $db: "app"}: code and code with scope */
+    bson_t *b = bson_new();
+    bson_t f;
+    bson_append_utf8(b, "find", -1, "o", -1);
+    bson_append_document_begin(b, "filter", -1, &f);
+    bson_append_code(&f, "$where", -1, "1x");
+    bson_append_document_end(b, &f);
+    bson_append_utf8(b, "$db", -1, "app", -1);
+    uint8_t *cmd = malloc(b->len);
+    memcpy(cmd, bson_get_data(b), b->len);
+    uint8_t *x = memchr(cmd, 'x', b->len);
+    assert_non_null(x);
+    *x = 0;
+    assert_false(tg_mongo_bson_valid(cmd, b->len));
+    bson_t bad;
+    assert_true(bson_init_static(&bad, cmd, b->len));
+    tg_mongo_scoped r;
+    tg_mongo_scoped_init(&r);
+    assert_int_equal(tg_mongo_scope_command(F, &bad, NULL, 0, &r), TG_MONGO_DENY);
+    assert_string_equal(r.reason, "malformed BSON");
+    tg_mongo_scoped_clear(&r);
+    free(cmd);
+    bson_destroy(b);
+
+    bson_t *scope = BCON_NEW("a", BCON_INT32(1));
+    b = bson_new();
+    bson_append_code_with_scope(b, "c", -1, "1x", scope);
+    cmd = malloc(b->len);
+    memcpy(cmd, bson_get_data(b), b->len);
+    assert_true(tg_mongo_bson_valid(cmd, b->len));
+    x = memchr(cmd, 'x', b->len);
+    *x = 0;
+    assert_false(tg_mongo_bson_valid(cmd, b->len));
+    free(cmd);
+    bson_destroy(b);
+    bson_destroy(scope);
+}
+
+/*
+ * A kind 1 sequence whose second document starts at every offset from 42 to
+ * 142 of the output: each document comes back whole and stamped. (libbson
+ * 1.23's bson_writer wrote a byte past its buffer for a document starting 5
+ * bytes before the buffer's end, 59 or 123 here: emit_doc_seq no longer uses
+ * it. Valgrind sees that write; ASan cannot, libbson is not instrumented.)
+ */
+static void test_insert_sequence_every_offset(void **state)
+{
+    (void)state;
+    static const char xs[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    for (int first = 0; first <= 100; first++) {
+        char json[512];
+        /* stamped, {_id: int32, s: string of n, tenant_id: "acme"} is 42 + n bytes */
+        snprintf(json, sizeof(json),
+                 "[{'_id': 0, 's': '%.*s'}, {'_id': 1, 's': ''}, "
+                 "{'_id': 2, 's': 'xyz'}]",
+                 first, xs);
+        seqdef sd = {"documents", json};
+        scoped s;
+        assert_int_equal(run_seq(F, "{'insert': 'o', '$db': 'app'}", &sd, 1, &s), TG_MONGO_REWRITE);
+        assert_int_equal(s.r.seq[0].count, 3);
+        size_t off = 0;
+        for (int i = 0; i < 3; i++) {
+            uint32_t dl, sl;
+            bson_t d;
+            bson_iter_t it;
+            assert_true(off + 4 <= s.r.seq[0].len);
+            memcpy(&dl, s.r.seq[0].docs + off, 4);
+            assert_int_equal(dl, 42 + (i == 0 ? first : i == 1 ? 0 : 3));
+            assert_true(off + dl <= s.r.seq[0].len);
+            assert_true(bson_init_static(&d, s.r.seq[0].docs + off, dl));
+            assert_true(bson_validate(&d, BSON_VALIDATE_NONE, NULL));
+            assert_true(bson_iter_init_find(&it, &d, "_id") && bson_iter_int32(&it) == i);
+            assert_true(bson_iter_init_find(&it, &d, "s"));
+            bson_iter_utf8(&it, &sl);
+            assert_int_equal(sl, i == 0 ? first : i == 1 ? 0 : 3);
+            assert_true(bson_iter_init_find(&it, &d, "tenant_id"));
+            assert_string_equal(bson_iter_utf8(&it, NULL), "acme");
+            off += dl;
+        }
+        assert_int_equal(off, s.r.seq[0].len);
+        done(&s);
+    }
+}
+
 static void test_attack_db(void **state)
 {
     (void)state;
@@ -1802,6 +1909,8 @@ int main(void)
         cmocka_unit_test(test_update_delete),
         cmocka_unit_test(test_insert),
         cmocka_unit_test(test_insert_sequence),
+        cmocka_unit_test(test_insert_sequence_every_offset),
+        cmocka_unit_test(test_nul_in_copied_text),
         cmocka_unit_test(test_aggregate),
         cmocka_unit_test(test_lookup),
         cmocka_unit_test(test_graph_union_facet),
