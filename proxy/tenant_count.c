@@ -147,24 +147,32 @@ void tg_tenant_count_unref(tg_tenant_slot *s)
     pthread_mutex_unlock(&g_lock);
 }
 
-tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s)
+tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s, tg_tenant_clock *clk)
 {
     tg_token_bucket_rate r = {atomic_load_explicit(&s->interval_ns, memory_order_relaxed),
                               atomic_load_explicit(&s->tolerance_ns, memory_order_relaxed)};
     uint32_t global = atomic_load_explicit(&s->global_limit, memory_order_relaxed);
     if (r.interval_ns == 0 && global == 0)
         return TG_TENANT_PASS;
+    tg_tenant_clock now = TG_TENANT_CLOCK_UNREAD;
+    if (!clk)
+        clk = &now;
     struct timespec ts;
     if (r.interval_ns) {
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        if (!tg_token_bucket_take(&s->bucket, r, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec))
+        if (!clk->mono_ns) {
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            clk->mono_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        }
+        if (!tg_token_bucket_take(&s->bucket, r, clk->mono_ns))
             return TG_TENANT_RATE_LIMITED;
     }
     if (global) {
         /* Wall-clock seconds: every process must agree where a window starts. */
-        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-        uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-        if (!tg_sliding_window_take(&s->window, global, now_ms))
+        if (!clk->wall_ms) {
+            clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+            clk->wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        }
+        if (!tg_sliding_window_take(&s->window, global, clk->wall_ms))
             return TG_TENANT_GLOBAL_LIMITED;
     }
     return TG_TENANT_PASS;

@@ -102,7 +102,9 @@ typedef struct pg_session {
     uint64_t inflight_total, inflight_given, inflight_added, inflight_released;
     uint64_t *batch_ends;
     size_t batch_head, batch_len, batch_cap;
-    int64_t limit_logged_s; /* rate-limit audit lines: at most one per second */
+    int64_t limit_logged_s;       /* rate-limit audit lines: at most one per second */
+    tg_tenant_clock *batch_clock; /* while pg_data relays a client read: the rate limits'
+                                     time for its statements, read once; else NULL (now) */
     /* The unnamed statement / portal is a lone COMMIT, ROLLBACK...: its Execute is not
      * limited (ends_transaction; libpq and psycopg send these unnamed). */
     bool unnamed_stmt_ends_tx, unnamed_portal_ends_tx;
@@ -813,7 +815,7 @@ static int over_limit(tg_conn *c, pg_session *s, uint64_t n)
         return 0;
     const char *reason;
     tg_reject_reason metric;
-    tg_tenant_rate rate = tg_tenant_count_message(s->slot);
+    tg_tenant_rate rate = tg_tenant_count_message(s->slot, s->batch_clock);
     if (rate == TG_TENANT_RATE_LIMITED) {
         reason = "rate limit exceeded for tenant";
         metric = TG_REJECT_rate_limit;
@@ -1298,7 +1300,10 @@ static ssize_t pg_data(tg_conn *c, void *session, tg_side_id from, const uint8_t
         case ST_AUTH:
             return on_password(c, s, data, len);
         case ST_READY: {
+            tg_tenant_clock clock = TG_TENANT_CLOCK_UNREAD; /* its messages arrived together */
+            s->batch_clock = &clock;
             ssize_t n = relay_client(c, s, data, len);
+            s->batch_clock = NULL;
             inflight_sync(s);
             return n;
         }

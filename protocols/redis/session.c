@@ -203,8 +203,10 @@ typedef struct rs_session {
     uint64_t inflight_sent;      /* request bytes counted since the last sync (inflight_sync) */
     uint64_t inflight_answered;  /* ... and answered since then */
     int64_t limit_logged_s;      /* rate-limit audit lines: at most one per second */
-    bool authed;                 /* the client is authenticated (tenant and prefix valid) */
-    bool connecting;             /* backend asked for, not up yet: client input waits */
+    tg_tenant_clock *batch_clock; /* while rs_data relays a client read: the rate limits'
+                                     time for its requests, read once; else NULL (now) */
+    bool authed;                  /* the client is authenticated (tenant and prefix valid) */
+    bool connecting;              /* backend asked for, not up yet: client input waits */
     bool backend_up;
     bool done;         /* QUIT or fatal: nothing more is read */
     bool quitting;     /* QUIT answered once the queue drains */
@@ -1021,7 +1023,7 @@ static int over_limit(tg_conn *c, rs_session *s, const tg_slice *argv, size_t re
         return 0;
     const char *reason;
     tg_reject_reason metric;
-    tg_tenant_rate rate = tg_tenant_count_message(s->slot);
+    tg_tenant_rate rate = tg_tenant_count_message(s->slot, s->batch_clock);
     if (rate == TG_TENANT_RATE_LIMITED) {
         reason = "rate limit exceeded, retry later";
         metric = TG_REJECT_rate_limit;
@@ -1796,10 +1798,14 @@ static ssize_t rs_data(tg_conn *c, void *session, tg_side_id from, const uint8_t
 {
     rs_session *s = session;
     ssize_t n;
-    if (from == TG_SIDE_CLIENT)
+    if (from == TG_SIDE_CLIENT) {
+        tg_tenant_clock clock = TG_TENANT_CLOCK_UNREAD; /* its requests arrived together */
+        s->batch_clock = &clock;
         n = s->done ? (ssize_t)len : relay_client(c, s, data, len);
-    else
+        s->batch_clock = NULL;
+    } else {
         n = !s->backend_up || s->done ? (ssize_t)len : relay_backend(c, s, data, len);
+    }
     if (s->inflight_sent | s->inflight_answered)
         inflight_sync(s);
     return n;
