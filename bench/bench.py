@@ -56,7 +56,8 @@ class Options:
         self.seconds = _env_int("BENCH_SECONDS", 2 if q else 10)
         self.repeat = _env_int("BENCH_REPEAT", 1)
         self.pause = float(os.environ.get("BENCH_PAUSE", "") or (0.2 if q else 1.0))
-        self.workers = _env_int("BENCH_WORKERS", 2)
+        # 1: like PgBouncer and twemproxy (single-threaded); HAProxy gets as many threads.
+        self.workers = _env_int("BENCH_WORKERS", 1)
         self.pg_scale = _env_int("BENCH_PG_SCALE", 1 if q else 10)
         self.pg_clients = [int(x) for x in _env_list("BENCH_PG_CLIENTS", "1,8")]
         self.pg_modes = _env_list("BENCH_PG_MODES", "simple,prepared")

@@ -45,6 +45,8 @@ else
     echo "bench: building tenantgate (Release) in $BUILD" >&2
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTG_TESTS=OFF >/dev/null
     targets="tenantgate"
+    case $KINDS in *,postgres,*) targets="$targets sql_guard_bench" ;; esac
+    case $KINDS in *,postgres,*|*,redis,*) targets="$targets tenant_limits_bench" ;; esac
     case $KINDS in *,mongodb,*) targets="$targets mongo_loadgen mongo_scope_bench" ;; esac
     case $KINDS in *,bolt,*) targets="$targets cypher_bench" ;; esac
     # shellcheck disable=SC2086

@@ -1,7 +1,9 @@
 """The micro-benchmarks built with the project, run once per kind and quoted in the report.
 
-    mongodb -> build/mongo_scope_bench  CPU time of the MongoDB command scoper per command
-    bolt    -> build/cypher_bench       the Cypher rewriter per statement, uncached and cached
+    postgres        -> build/sql_guard_bench      the SQL guard per statement, uncached and cached
+    postgres, redis -> build/tenant_limits_bench  the per-tenant limiter per request
+    mongodb         -> build/mongo_scope_bench    CPU time of the MongoDB command scoper per command
+    bolt            -> build/cypher_bench         the Cypher rewriter per statement, uncached and cached
 
 They are looked up in the tools folder (BENCH_TOOLS_DIR, by default the folder of
 TG_BIN, i.e. the build run.sh made); a missing one is a note in the report, not an
@@ -16,12 +18,18 @@ import subprocess
 
 from . import procs
 
-# (kind, executable, title, goal from the issue that asked for it)
+# (kinds it belongs to, executable, title, goal from the issue that asked for it)
 MICRO = [
-    ("mongodb", "mongo_scope_bench",
+    (("postgres",), "sql_guard_bench",
+     "SQL guard (policy/sql_guard.c): ns per statement, uncached and cached",
+     "issue 3: report the guard's cost per statement, cached and uncached"),
+    (("postgres", "redis"), "tenant_limits_bench",
+     "Per-tenant limiter (proxy/tenant_count.c): ns per request with each limit set",
+     "issue 7's goal: the limiter lowers the PostgreSQL and Redis figures by at most 2%"),
+    (("mongodb",), "mongo_scope_bench",
      "MongoDB command scoper (policy/mongo_scope.c): CPU time per command",
      "issue 5's goal: ≤ 2 µs to scope a typical find, ≤ 5 µs for a 5-stage pipeline"),
-    ("bolt", "cypher_bench",
+    (("bolt",), "cypher_bench",
      "Cypher rewriter (policy/cypher_rewrite.c): CPU time per statement, uncached and cached",
      "issue 6's goal: ≤ 1 µs cached, ≤ 20 µs uncached for a typical 3-clause query"),
 ]
@@ -37,8 +45,13 @@ def parse_table(text):
     if len(lines) < 3:
         return []
     header = _cells(lines[0])
-    # "us/command (CPU)" (mongo_scope_bench); "uncached us", "cached us" (cypher_bench)
+    # "us/command (CPU)" (mongo_scope_bench); "uncached us", "cached us" (cypher_bench);
+    # "uncached ns", "cached ns" (sql_guard_bench); "ns/request, ..." (tenant_limits_bench)
     us_cols = [i for i, h in enumerate(header) if "us/" in h or h.endswith(" us")]
+    ns_cols = [i for i, h in enumerate(header) if "ns/" in h or h.endswith(" ns")]
+    scale = 1.0
+    if not us_cols and ns_cols:
+        us_cols, scale = ns_cols, 1e-3
     cached = next((i for i in us_cols if header[i].startswith("cached")), None)
     uncached = next((i for i in us_cols if i != cached), None)
     mode = header.index("mode") if "mode" in header else None
@@ -50,7 +63,7 @@ def parse_table(text):
 
         def num(i):
             try:
-                return float(c[i]) if i is not None else None
+                return float(c[i]) * scale if i is not None else None
             except ValueError:
                 return None
 
@@ -63,8 +76,9 @@ def run(opts):
     """Returns one dict per micro-benchmark of the kinds in this run (tool, title, goal, text,
     rows, note)."""
     out = []
-    for kind, tool, title, goal in MICRO:
-        if kind not in opts.kinds:
+    for kinds, tool, title, goal in MICRO:
+        kind = next((k for k in kinds if k in opts.kinds), None)
+        if kind is None:
             continue
         r = {"kind": kind, "tool": tool, "title": title, "goal": goal, "text": "", "rows": [],
              "note": ""}

@@ -179,10 +179,11 @@ def _per_op_table(L, results):
 def _micro_sections(L, micros):
     if not micros:
         return
-    L.append("## Micro-benchmarks: rewrite cost per command")
+    L.append("## Micro-benchmarks: cost per call")
     L.append("")
-    L.append("Single-threaded, the thread's CPU time per call, built with the project "
-             "(`build/<tool> [seconds per measurement]`); run between the load runs.")
+    L.append("The thread's CPU time per call, single-threaded unless a column says otherwise, "
+             "built with the project (`build/<tool> [seconds per measurement]`); run between "
+             "the load runs.")
     L.append("")
     for m in micros:
         L.append("### %s" % m["title"])
