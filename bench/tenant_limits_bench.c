@@ -69,11 +69,12 @@ static void run_requests(void *ctx, long iters)
     run_ctx *r = ctx;
     tg_tenant_slot *s = r->slot;
     uint32_t local = 0;
+    tg_tenant_lease lease = {0}; /* one session's */
     for (long i = 0; i < iters; i += r->batch) {
         tg_tenant_clock clock = TG_TENANT_CLOCK_UNREAD;
         bool limited = tg_tenant_count_inflight_limited(s);
         for (long j = 0; j < r->batch; j++) {
-            local += (uint32_t)tg_tenant_count_message(s, &clock);
+            local += (uint32_t)tg_tenant_count_message(s, &lease, &clock);
             if (limited)
                 local += tg_tenant_count_inflight_full(s, 40 * (uint64_t)j);
         }

@@ -28,6 +28,11 @@ void tg_sliding_window_init(tg_sliding_window *w, uint64_t now_ms)
 
 bool tg_sliding_window_take(tg_sliding_window *w, uint64_t limit, uint64_t now_ms)
 {
+    return tg_sliding_window_take_n(w, limit, now_ms, 1);
+}
+
+bool tg_sliding_window_take_n(tg_sliding_window *w, uint64_t limit, uint64_t now_ms, uint32_t n)
+{
     if (limit == 0)
         return true;
     uint64_t now_index = now_ms / TG_SLIDING_WINDOW_MS;
@@ -45,9 +50,9 @@ bool tg_sliding_window_take(tg_sliding_window *w, uint64_t limit, uint64_t now_m
     }
     uint64_t est = tg_sliding_window_estimate(prev, cur + mine, now_ms % TG_SLIDING_WINDOW_MS,
                                               TG_SLIDING_WINDOW_MS);
-    if (est >= limit)
+    if (est + n > limit)
         return false;
-    atomic_fetch_add_explicit(&w->unflushed, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->unflushed, n, memory_order_relaxed);
     return true;
 }
 

@@ -52,6 +52,9 @@ void tg_sliding_window_init(tg_sliding_window *w, uint64_t now_ms);
  */
 bool tg_sliding_window_take(tg_sliding_window *w, uint64_t limit, uint64_t now_ms);
 
+/* Counts n >= 1 messages at once, all or none (true: all n stay under limit). */
+bool tg_sliding_window_take_n(tg_sliding_window *w, uint64_t limit, uint64_t now_ms, uint32_t n);
+
 /*
  * Flusher: moves the state to now's fixed window when one has begun. Returns
  * the messages admitted and not yet flushed (taken: unflushed is now 0) and the

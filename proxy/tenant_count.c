@@ -147,7 +147,51 @@ void tg_tenant_count_unref(tg_tenant_slot *s)
     pthread_mutex_unlock(&g_lock);
 }
 
-tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s, tg_tenant_clock *clk)
+/* How many messages a session may prepay at once: 1 ms worth, a quarter of the burst. */
+static uint32_t lease_size(uint64_t per_ms, uint64_t quarter)
+{
+    uint64_t n = per_ms < quarter ? per_ms : quarter;
+    return n < 1 ? 1 : n > TG_TENANT_LEASE_MAX ? TG_TENANT_LEASE_MAX : (uint32_t)n;
+}
+
+/* The bucket's part: the lease first, then n prepaid at once or else one. */
+static bool take_bucket(tg_tenant_slot *s, tg_token_bucket_rate r, tg_tenant_lease *lease,
+                        int64_t now_ns)
+{
+    if (lease && lease->bucket) {
+        lease->bucket--;
+        return true;
+    }
+    uint64_t burst = (uint64_t)(r.tolerance_ns / r.interval_ns) + 1;
+    uint32_t n = lease ? lease_size(1000000 / (uint64_t)r.interval_ns, burst / 4) : 1;
+    if (n > 1 && tg_token_bucket_take_n(&s->bucket, r, now_ns, n)) {
+        lease->bucket = n - 1;
+        return true;
+    }
+    return tg_token_bucket_take(&s->bucket, r, now_ns);
+}
+
+/* The global window's part, the same way; a lease holds only within its fixed window. */
+static bool take_window(tg_tenant_slot *s, uint32_t global, tg_tenant_lease *lease, uint64_t now_ms)
+{
+    uint64_t index = now_ms / TG_SLIDING_WINDOW_MS;
+    if (lease && lease->window && lease->window_index == index) {
+        lease->window--;
+        return true;
+    }
+    uint32_t n = lease ? lease_size(global / TG_SLIDING_WINDOW_MS, global / 4) : 1;
+    if (n > 1 && tg_sliding_window_take_n(&s->window, global, now_ms, n)) {
+        lease->window = n - 1;
+        lease->window_index = index;
+        return true;
+    }
+    if (lease)
+        lease->window = 0;
+    return tg_sliding_window_take(&s->window, global, now_ms);
+}
+
+tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s, tg_tenant_lease *lease,
+                                       tg_tenant_clock *clk)
 {
     tg_token_bucket_rate r = {atomic_load_explicit(&s->interval_ns, memory_order_relaxed),
                               atomic_load_explicit(&s->tolerance_ns, memory_order_relaxed)};
@@ -159,11 +203,11 @@ tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s, tg_tenant_clock *clk)
         clk = &now;
     struct timespec ts;
     if (r.interval_ns) {
-        if (!clk->mono_ns) {
+        if (!clk->mono_ns && !(lease && lease->bucket)) {
             clock_gettime(CLOCK_MONOTONIC, &ts);
             clk->mono_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
         }
-        if (!tg_token_bucket_take(&s->bucket, r, clk->mono_ns))
+        if (!take_bucket(s, r, lease, clk->mono_ns))
             return TG_TENANT_RATE_LIMITED;
     }
     if (global) {
@@ -172,7 +216,7 @@ tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s, tg_tenant_clock *clk)
             clock_gettime(CLOCK_REALTIME_COARSE, &ts);
             clk->wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
         }
-        if (!tg_sliding_window_take(&s->window, global, clk->wall_ms))
+        if (!take_window(s, global, lease, clk->wall_ms))
             return TG_TENANT_GLOBAL_LIMITED;
     }
     return TG_TENANT_PASS;

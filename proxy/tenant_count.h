@@ -3,7 +3,8 @@
  * every backend connection or starve the others (SPEC §6, invariant 5).
  *
  *   session authenticates --take(listener, tenant, limits)--> slot (count < max_connections?)
- *   every request --message(slot)--> token bucket (messages_per_second, burst)
+ *   every request --message(slot, session's lease)--> the lease's prepaid messages, else
+ *                                    token bucket (messages_per_second, burst)
  *                                    + sliding window (global_messages_per_second)
  *   request about to go --inflight_full?--> refused; sent, answered: counted by the session,
  *       published per read (inflight_add / inflight_give): bytes in flight (max_inflight_bytes)
@@ -13,7 +14,8 @@
  * A slot is shared by every session of the tenant on that listener in this
  * process, whichever worker runs it: the connection count under the table's
  * mutex (taken when a session authenticates and closes, never per message),
- * everything per message with atomics (a lock-free GCRA bucket, counters).
+ * everything per message with atomics (a lock-free GCRA bucket, counters),
+ * which at high rates a session updates once per lease of up to 16 messages.
  * With no limit set, a message costs two relaxed loads. Slots disappear when
  * their last session closes, so the table holds only tenants with open sessions.
  */
@@ -65,9 +67,33 @@ typedef struct tg_tenant_clock {
 
 #define TG_TENANT_CLOCK_UNREAD ((tg_tenant_clock){0, 0})
 
-/* Counts one message of the slot's tenant against its rate limits, at the batch's
- * time (clk; NULL: now). Any thread. */
-tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s, tg_tenant_clock *clk);
+/*
+ * What one session has prepaid of its tenant's rate limits. At a high rate a
+ * session takes up to 1 ms worth of the rate (at most a quarter of the burst,
+ * at most TG_TENANT_LEASE_MAX messages) from the shared bucket, and as much
+ * from the global window, in one update instead of one per message, so that
+ * workers serving the same tenant touch the shared counters once per batch
+ * rather than bouncing their cache line on every message. Prepaid messages
+ * are spent (counted) when taken: a session that closes loses what it still
+ * holds, and a window's lease ends with its fixed window. At low rates (below
+ * 2,000 messages per second) a lease is one message: exact as without one.
+ * Zero-initialised: nothing prepaid. One session's, never shared.
+ */
+#define TG_TENANT_LEASE_MAX 16
+
+typedef struct tg_tenant_lease {
+    uint32_t bucket;       /* messages prepaid in the token bucket */
+    uint32_t window;       /* messages counted ahead in the global window... */
+    uint64_t window_index; /* ...during this fixed window (wall ms / 1000) */
+} tg_tenant_lease;
+
+/*
+ * Counts one message of the slot's tenant against its rate limits, at the
+ * batch's time (clk; NULL: now), spending the session's lease first (NULL:
+ * no lease, one shared update per message). Any thread.
+ */
+tg_tenant_rate tg_tenant_count_message(tg_tenant_slot *s, tg_tenant_lease *lease,
+                                       tg_tenant_clock *clk);
 
 /*
  * Request bytes in flight (max_inflight_bytes). While the slot has a limit

@@ -26,17 +26,24 @@ void tg_token_bucket_init(tg_token_bucket *b)
 
 bool tg_token_bucket_take(tg_token_bucket *b, tg_token_bucket_rate r, int64_t now_ns)
 {
+    return tg_token_bucket_take_n(b, r, now_ns, 1);
+}
+
+bool tg_token_bucket_take_n(tg_token_bucket *b, tg_token_bucket_rate r, int64_t now_ns, uint32_t n)
+{
     if (r.interval_ns == 0)
         return true;
+    /* the last of the n messages must conform: tat + (n - 1) intervals within tolerance */
+    int64_t ahead = (int64_t)(n - 1) * r.interval_ns;
     int64_t stored = atomic_load_explicit(&b->tat, memory_order_relaxed);
     for (;;) {
         int64_t tat = stored > now_ns ? stored : now_ns;
-        if (tat - now_ns > r.tolerance_ns)
+        if (tat - now_ns > r.tolerance_ns - ahead)
             return false;
-        if (atomic_compare_exchange_weak_explicit(&b->tat, &stored, tat + r.interval_ns,
+        if (atomic_compare_exchange_weak_explicit(&b->tat, &stored, tat + ahead + r.interval_ns,
                                                   memory_order_relaxed, memory_order_relaxed))
             return true;
-        /* another thread took one meanwhile: stored holds its value, decide again */
+        /* another thread took some meanwhile: stored holds its value, decide again */
     }
 }
 

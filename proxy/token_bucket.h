@@ -49,6 +49,13 @@ void tg_token_bucket_init(tg_token_bucket *b);
  */
 bool tg_token_bucket_take(tg_token_bucket *b, tg_token_bucket_rate r, int64_t now_ns);
 
+/*
+ * Takes n >= 1 tokens at once at now_ns, all or none: true when all n could
+ * pass now (n messages at the same instant). One compare-and-swap for n
+ * messages: a session prepays a few tokens (proxy/tenant_count.h, leases).
+ */
+bool tg_token_bucket_take_n(tg_token_bucket *b, tg_token_bucket_rate r, int64_t now_ns, uint32_t n);
+
 /* Nanoseconds until a token will be available at now_ns (0: one is available now). */
 int64_t tg_token_bucket_wait_ns(const tg_token_bucket *b, tg_token_bucket_rate r, int64_t now_ns);
 

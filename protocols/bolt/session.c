@@ -741,7 +741,7 @@ static int over_limit(tg_conn *c, bs_session *s)
 {
     if (!s->slot)
         return 0;
-    tg_tenant_rate rate = tg_tenant_count_message(s->slot, NULL);
+    tg_tenant_rate rate = tg_tenant_count_message(s->slot, NULL, NULL);
     if (rate == TG_TENANT_PASS)
         return 0;
     bool global = rate == TG_TENANT_GLOBAL_LIMITED;

@@ -1239,7 +1239,7 @@ static int over_limit(tg_conn *c, ms_session *s, int32_t rid, bool more, tg_slic
     if (!s->slot || tg_slice_eq_str(name, "abortTransaction") ||
         tg_slice_eq_str(name, "endSessions") || tg_slice_eq_str(name, "killCursors"))
         return 0;
-    tg_tenant_rate rate = tg_tenant_count_message(s->slot, NULL);
+    tg_tenant_rate rate = tg_tenant_count_message(s->slot, NULL, NULL);
     if (rate == TG_TENANT_PASS)
         return 0;
     bool global = rate == TG_TENANT_GLOBAL_LIMITED;

@@ -103,6 +103,7 @@ typedef struct pg_session {
     uint64_t *batch_ends;
     size_t batch_head, batch_len, batch_cap;
     int64_t limit_logged_s;       /* rate-limit audit lines: at most one per second */
+    tg_tenant_lease lease;        /* what this session prepaid of its tenant's rate limits */
     tg_tenant_clock *batch_clock; /* while pg_data relays a client read: the rate limits'
                                      time for its statements, read once; else NULL (now) */
     /* The unnamed statement / portal is a lone COMMIT, ROLLBACK...: its Execute is not
@@ -815,7 +816,7 @@ static int over_limit(tg_conn *c, pg_session *s, uint64_t n)
         return 0;
     const char *reason;
     tg_reject_reason metric;
-    tg_tenant_rate rate = tg_tenant_count_message(s->slot, s->batch_clock);
+    tg_tenant_rate rate = tg_tenant_count_message(s->slot, &s->lease, s->batch_clock);
     if (rate == TG_TENANT_RATE_LIMITED) {
         reason = "rate limit exceeded for tenant";
         metric = TG_REJECT_rate_limit;

@@ -203,6 +203,7 @@ typedef struct rs_session {
     uint64_t inflight_sent;      /* request bytes counted since the last sync (inflight_sync) */
     uint64_t inflight_answered;  /* ... and answered since then */
     int64_t limit_logged_s;      /* rate-limit audit lines: at most one per second */
+    tg_tenant_lease lease;       /* what this session prepaid of its tenant's rate limits */
     tg_tenant_clock *batch_clock; /* while rs_data relays a client read: the rate limits'
                                      time for its requests, read once; else NULL (now) */
     bool authed;                  /* the client is authenticated (tenant and prefix valid) */
@@ -646,6 +647,8 @@ static int count_tenant(tg_conn *c, rs_session *s, const tg_identity *id)
         return r;
     if (other) /* the old slot may be gone: what was counted on it is given back first... */
         give_inflight(s);
+    if (other || slot != s->slot) /* what was prepaid belongs to the old slot's tenant */
+        s->lease = (tg_tenant_lease){0};
     s->slot = slot;
     return 0;
 }
@@ -1023,7 +1026,7 @@ static int over_limit(tg_conn *c, rs_session *s, const tg_slice *argv, size_t re
         return 0;
     const char *reason;
     tg_reject_reason metric;
-    tg_tenant_rate rate = tg_tenant_count_message(s->slot, s->batch_clock);
+    tg_tenant_rate rate = tg_tenant_count_message(s->slot, &s->lease, s->batch_clock);
     if (rate == TG_TENANT_RATE_LIMITED) {
         reason = "rate limit exceeded, retry later";
         metric = TG_REJECT_rate_limit;

@@ -120,12 +120,26 @@ static void test_registry_totals(void **state)
     assert_int_equal(take_n(&w, 100, t + 1001, 10), 0);
 }
 
+/* n messages at once stay under the limit all together, or none is counted. */
+static void test_take_n_all_or_none(void **state)
+{
+    (void)state;
+    tg_sliding_window w;
+    uint64_t t = 1000000;
+    tg_sliding_window_init(&w, t);
+    assert_true(tg_sliding_window_take_n(&w, 10, t, 6));
+    assert_false(tg_sliding_window_take_n(&w, 10, t, 5)); /* 4 left: none counted */
+    assert_true(tg_sliding_window_take_n(&w, 10, t, 4));
+    assert_int_equal(take_n(&w, 10, t, 1), 0);
+    assert_int_equal(atomic_load(&w.unflushed), 10);
+    assert_true(tg_sliding_window_take_n(&w, 0, t, 100)); /* no limit */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_estimate),
-        cmocka_unit_test(test_take_local),
-        cmocka_unit_test(test_slides_into_next_second),
+        cmocka_unit_test(test_estimate),           cmocka_unit_test(test_take_local),
+        cmocka_unit_test(test_take_n_all_or_none), cmocka_unit_test(test_slides_into_next_second),
         cmocka_unit_test(test_registry_totals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

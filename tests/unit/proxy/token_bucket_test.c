@@ -134,12 +134,33 @@ static void test_threads_share_one_bucket(void **state)
     assert_int_equal(total, 1000);
 }
 
+/* n tokens at once pass only when the last of them would pass alone; none are taken otherwise. */
+static void test_take_n_all_or_none(void **state)
+{
+    (void)state;
+    tg_token_bucket_rate r = tg_token_bucket_rate_make(10, 5); /* 100 ms apart, 5 at once */
+    tg_token_bucket b;
+    tg_token_bucket_init(&b);
+    int64_t t = 10 * S;
+    assert_true(tg_token_bucket_take_n(&b, r, t, 3));
+    assert_false(tg_token_bucket_take_n(&b, r, t, 3)); /* 2 left: none taken */
+    assert_true(tg_token_bucket_take_n(&b, r, t, 2));
+    assert_int_equal(take_n(&b, r, t, 1), 0);
+    /* 300 ms later 3 have come back, exactly as for single takes */
+    assert_false(tg_token_bucket_take_n(&b, r, t + 300 * MS, 4));
+    assert_true(tg_token_bucket_take_n(&b, r, t + 300 * MS, 3));
+    assert_int_equal(take_n(&b, r, t + 300 * MS, 1), 0);
+    /* unlimited */
+    assert_true(tg_token_bucket_take_n(&b, tg_token_bucket_rate_make(0, 0), t, 1000));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rate_make),       cmocka_unit_test(test_unlimited),
-        cmocka_unit_test(test_burst_then_rate), cmocka_unit_test(test_burst_one),
-        cmocka_unit_test(test_changed_rate),    cmocka_unit_test(test_threads_share_one_bucket),
+        cmocka_unit_test(test_rate_make),          cmocka_unit_test(test_unlimited),
+        cmocka_unit_test(test_burst_then_rate),    cmocka_unit_test(test_burst_one),
+        cmocka_unit_test(test_changed_rate),       cmocka_unit_test(test_threads_share_one_bucket),
+        cmocka_unit_test(test_take_n_all_or_none),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
