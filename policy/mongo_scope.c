@@ -51,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/buffer.h"
 #include "proxy/byteorder.h"
 #include "proxy/error.h"
 
@@ -2909,8 +2910,7 @@ static int emit_doc_array(sc *c, bson_t *dst, const char *key, const bson_iter_t
  */
 static int emit_doc_seq(sc *c, const tg_mongo_scope_seq *in, tg_mongo_seq_out *out, doc_fn fn)
 {
-    uint8_t *buf = NULL; /* the rewritten documents back to back (bson_free) */
-    size_t len = 0, cap = 0;
+    tg_buf out_docs = {0}; /* the rewritten documents back to back */
     bool before = c->changed;
     int rc = 0;
     const uint8_t *p = in->docs.base;
@@ -2933,14 +2933,8 @@ static int emit_doc_seq(sc *c, const tg_mongo_scope_seq *in, tg_mongo_seq_out *o
         }
         bson_init(&d);
         rc = fn(c, &src, &d, 1);
-        if (rc == 0) {
-            if (len + d.len > cap) {
-                cap = len + d.len > cap * 2 ? len + d.len : cap * 2;
-                buf = bson_realloc(buf, cap); /* aborts when out of memory */
-            }
-            memcpy(buf + len, bson_get_data(&d), d.len);
-            len += d.len;
-        }
+        if (rc == 0 && tg_buf_append(&out_docs, bson_get_data(&d), d.len) < 0)
+            rc = deny(c, "out of memory", "");
         bson_destroy(&d);
         p += dl;
         left -= (size_t)dl;
@@ -2949,11 +2943,11 @@ static int emit_doc_seq(sc *c, const tg_mongo_scope_seq *in, tg_mongo_seq_out *o
     bool mine = c->changed;
     c->changed = before || mine;
     if (rc != 0 || !mine) {
-        bson_free(buf);
+        tg_buf_free(&out_docs);
         return rc;
     }
-    out->docs = buf;
-    out->len = len;
+    out->docs = out_docs.data;
+    out->len = out_docs.len;
     out->count = count;
     return 0;
 }
@@ -3433,7 +3427,7 @@ void tg_mongo_scoped_clear(tg_mongo_scoped *r)
 {
     bson_free(r->body);
     for (uint32_t i = 0; i < TG_MONGO_SCOPE_MAX_SEQ; i++)
-        bson_free(r->seq[i].docs);
+        free(r->seq[i].docs);
     if (r->cursor_ids && r->cursor_ids != &r->cursor_one)
         bson_free(r->cursor_ids);
     memset(r, 0, sizeof(*r));

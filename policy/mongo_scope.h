@@ -168,7 +168,7 @@ typedef struct tg_mongo_scope_seq {
 /* One kind 1 document sequence of a rewritten request (owned by the result). */
 typedef struct tg_mongo_seq_out {
     const char *id; /* static: the identifier */
-    uint8_t *docs;  /* the documents back to back (bson_free); NULL: the request's sequence
+    uint8_t *docs;  /* the documents back to back (free); NULL: the request's sequence
                        at the same index is sent unchanged */
     size_t len;
     uint32_t count;
