@@ -618,6 +618,20 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- public --------------------------------------------------------------------------------- */
 
+/* Frees what tg_registry_new allocated (any of it may be NULL) and r itself. */
+static void registry_free(tg_registry *r)
+{
+    tg_ttl_cache_free(r->tenants);
+    tg_ttl_cache_free(r->jtis);
+    tg_ttl_cache_free(r->rechecked);
+    free(r->address);
+    free(r->user);
+    if (r->password)
+        OPENSSL_cleanse(r->password, r->password_len);
+    free(r->password);
+    free(r);
+}
+
 tg_registry *tg_registry_new(uv_loop_t *loop, const tg_tenants_config *cfg,
                              const tg_registry_hooks *hooks, bool flush_windows,
                              tg_registry_stats *stats)
@@ -650,15 +664,7 @@ tg_registry *tg_registry_new(uv_loop_t *loop, const tg_tenants_config *cfg,
         !r->tenants || !r->jtis || !r->rechecked ||
         tg_config_split_address(rc->address, r->host, sizeof(r->host), &r->port) < 0 ||
         uv_timer_init(loop, &r->tick) < 0) {
-        tg_ttl_cache_free(r->tenants);
-        tg_ttl_cache_free(r->jtis);
-        tg_ttl_cache_free(r->rechecked);
-        free(r->address);
-        free(r->user);
-        if (r->password)
-            OPENSSL_cleanse(r->password, r->password_len);
-        free(r->password);
-        free(r);
+        registry_free(r);
         return NULL;
     }
     r->tick.data = r;
@@ -804,16 +810,7 @@ bool tg_registry_up(const tg_registry *r)
 
 static void on_tick_closed(uv_handle_t *h)
 {
-    tg_registry *r = h->data;
-    tg_ttl_cache_free(r->tenants);
-    tg_ttl_cache_free(r->jtis);
-    tg_ttl_cache_free(r->rechecked);
-    free(r->address);
-    free(r->user);
-    if (r->password)
-        OPENSSL_cleanse(r->password, r->password_len);
-    free(r->password);
-    free(r);
+    registry_free(h->data);
 }
 
 void tg_registry_close(tg_registry *r)
